@@ -1,0 +1,120 @@
+"""The ``kanalysis`` command line.
+
+Each subcommand has a ``_add_<name>_parser(subparsers)`` function that declares its arguments and
+a ``_cmd_<name>(args) -> int`` handler that returns the exit code. Handlers import what they need
+lazily so that ``kanalysis --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from kanalysis import __version__
+from kanalysis.errors import KanalysisError
+
+
+def _add_synth_parser(sub) -> None:
+    p = sub.add_parser("synth", help="generate a synthetic ketamine cohort folder")
+    p.add_argument("--design", required=True, choices=["single", "serial", "maintenance", "clinic"])
+    p.add_argument("--n-subjects", type=int, default=None, help="number of subjects")
+    p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same bytes)")
+    p.add_argument("--mnar", action="store_true", help="missing-not-at-random dropout")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+
+
+def _cmd_synth(args) -> int:
+    from kanalysis import synthetic
+
+    seed = synthetic.DEFAULT_SEED if args.seed is None else args.seed
+    cohort = synthetic.generate(args.design, n_subjects=args.n_subjects, seed=seed,
+                                mnar=args.mnar)
+    report = cohort.validate()
+    if not report.ok:  # a generator bug, never the user's input
+        print(report, file=sys.stderr)
+        return 3
+    path = synthetic.write(cohort, args.out, format=args.format)
+    info = synthetic.summary(cohort)
+    print(f"wrote {path}: {info['subjects']} subjects, {info['assessments']} assessments, "
+          f"{info['infusions']} infusions ({args.design}, seed {seed})")
+    return 0
+
+
+def _add_validate_parser(sub) -> None:
+    p = sub.add_parser("validate", help="check a cohort folder and list every problem")
+    p.add_argument("cohort", help="cohort folder")
+    p.add_argument("--format", choices=["text", "markdown", "html", "csv"], default="text",
+                   help="how to print the problems")
+
+
+def _cmd_validate(args) -> int:
+    from kanalysis.cohort import load_cohort
+    from kanalysis.errors import DataValidationError
+    from kanalysis.validation import ValidationReport
+
+    try:
+        cohort = load_cohort(args.cohort, validate=False)
+        report = cohort.validate()
+    except DataValidationError as err:
+        report = ValidationReport()
+        if err.problems is not None:
+            report.problems = err.problems
+        else:
+            report.add("cohort", None, None, str(err))
+    out = {"text": str, "markdown": ValidationReport.to_markdown,
+           "html": ValidationReport.to_html,
+           "csv": lambda r: r.problems.to_csv(index=False)}[args.format](report)
+    if report.ok:
+        print(f"{args.cohort}: valid." + ("" if report.problems.empty else "\n" + out))
+        return 0
+    print(f"{args.cohort}: invalid.\n{out}", file=sys.stderr)
+    return 1
+
+
+def _add_summary_parser(sub) -> None:
+    p = sub.add_parser("summary", help="print a short summary of a cohort folder")
+    p.add_argument("cohort", nargs="+", help="cohort folder(s)")
+
+
+def _cmd_summary(args) -> int:
+    from kanalysis.cohort import load_cohort
+    from kanalysis.synthetic import summary
+
+    for path in args.cohort:
+        cohort = load_cohort(path)
+        print(json.dumps({"path": path, **summary(cohort)}, indent=2))
+    return 0
+
+
+_COMMANDS = ["synth", "validate", "summary"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kanalysis",
+        description="Statistics for ketamine and esketamine treatment studies.",
+    )
+    parser.add_argument("--version", action="version", version=f"kanalysis {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in _COMMANDS:
+        globals()[f"_add_{name}_parser"](sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kanalysis`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = globals()[f"_cmd_{args.command.replace('-', '_')}"]
+    try:
+        return int(handler(args) or 0)
+    except KanalysisError as err:
+        print(f"kanalysis {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
