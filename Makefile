@@ -1,0 +1,52 @@
+# kanalysis: every target installs what it needs into .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run synthetic test test-slow lint format bench figures lab clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install kanalysis with its dev extras
+
+run: $(STAMP) ## execute every notebook on the bundled synthetic cohort (reports/)
+	$(BIN)/kanalysis summary data/synthetic/single data/synthetic/serial data/synthetic/maintenance data/synthetic/clinic
+	@for d in single serial maintenance clinic; do $(BIN)/kanalysis validate data/synthetic/$$d || exit 1; done
+
+synthetic: $(STAMP) ## regenerate the bundled synthetic cohorts in data/synthetic/
+	@for d in single serial maintenance clinic; do $(BIN)/kanalysis synth --design $$d --out data/synthetic/$$d || exit 1; done
+
+test: $(STAMP) ## the fast test suite (what CI runs)
+	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) -q
+
+test-slow: $(STAMP) ## slow statistical validity studies (coverage, type I error)
+	$(BIN)/python -m pytest -m slow -q
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check src tests benchmarks notebooks
+
+format: $(STAMP) ## ruff format and import sorting
+	$(BIN)/ruff check --fix src tests benchmarks notebooks
+
+bench: $(STAMP) ## speed benchmark against statsmodels (and R where installed)
+	$(BIN)/python benchmarks/bench_models.py
+
+figures: $(STAMP) ## regenerate the paper figures into figures/
+	@echo "paper figures: not yet available"
+
+lab: $(STAMP) ## open JupyterLab with the project's kernel
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
+	$(BIN)/jupyter lab notebooks/
+
+clean: ## remove generated outputs (not the virtual environment)
+	rm -rf reports/ .pytest_cache .ruff_cache
