@@ -14,7 +14,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = ROOT / "data" / "synthetic"
-PUBLIC_DATA = ROOT / "tests" / "reference"
 
 
 @pytest.fixture(scope="session")

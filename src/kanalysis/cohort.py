@@ -180,9 +180,9 @@ def _json_default(obj: Any) -> Any:
 def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
-    header = pd.read_csv(path, nrows=0).columns
-    dtypes = {c: "string" for c in header if c in _STRING_COLUMNS}
     try:
+        header = pd.read_csv(path, nrows=0).columns
+        dtypes = {c: "string" for c in header if c in _STRING_COLUMNS}
         return pd.read_csv(path, dtype=dtypes, keep_default_na=True)
     except UnicodeDecodeError as err:
         raise DataValidationError(

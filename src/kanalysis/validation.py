@@ -168,7 +168,8 @@ class ValidationReport:
     def __str__(self) -> str:
         if self.problems.empty:
             return "No problems found."
-        lines = [f"{len(self.errors)} error(s), {len(self.warnings)} warning(s):"]
+        lines = [f"{len(self.errors)} error(s), {len(self.warnings)} warning(s) "
+                 "(rows are 0-based data rows: in a CSV file, line = row + 2):"]
         for p in self.problems.itertuples(index=False):
             where = p.table + (f".{p.column}" if p.column else "")
             rows = f" rows {p.rows}" if p.rows not in (None, "") else ""
