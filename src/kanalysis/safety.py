@@ -1402,8 +1402,9 @@ def dissociation_response(
         Depression scale; default the cohort's primary scale.
     day : float or "end_of_induction", default 1.0
         Target study day of the outcome (1.0 = 24 h): the assessment closest to it within
-        ``+- window`` days. ``"end_of_induction"``: the last assessment no later than ``window``
-        days after the subject's last induction infusion (pass e.g. ``window=7``).
+        ``+- window`` days. ``"end_of_induction"``: per subject, the first assessment at least
+        24 h after their last induction infusion and at most ``window`` days after it (pass e.g.
+        ``window=7``), i.e. the 24-h rating after the last induction infusion where there is one.
     window : float, default 0.5
         Days around the target (see ``day``).
     infusion_number : int, default 1
@@ -1460,9 +1461,15 @@ def dissociation_response(
             induction = infusions.loc[infusions["phase"] == "induction"]
         last_inf = induction.groupby("subject_id")["day"].max().rename("_last_inf")
         post = post.join(last_inf, on="subject_id")
-        post = post.loc[post["day"] <= post["_last_inf"] + window]
-        outcome = post.sort_values(["subject_id", "day"]).groupby("subject_id").last()
-        timepoint = f"end of induction (last rating <= {window:g} days after the last infusion)"
+        # 24 h after the last infusion: ratings on the infusion day itself (40 min, 4 h) are
+        # confounded by the acute drug effects.
+        after = post["day"] - post["_last_inf"]
+        post = post.loc[(after >= 1.0 - 1e-9) & (after <= window)]
+        outcome = post.sort_values(["subject_id", "day"]).groupby("subject_id").first()
+        timepoint = (
+            f"end of induction (first rating 1 to {window:g} days after the last induction "
+            f"infusion)"
+        )
     else:
         post["_dist"] = (post["day"] - float(day)).abs()
         post = post.loc[post["_dist"] <= window]
@@ -1483,7 +1490,7 @@ def dissociation_response(
         raise DataValidationError(
             f"Only {len(frame)} subject(s) have peak CADSS at infusion {infusion_number}, a "
             f"baseline and a {scale} rating at {timepoint}; the regression needs more than "
-            f"{n_terms}."
+            f"{n_terms}. Check `day` and widen `window` if the ratings fall outside it."
         )
     formula = " + ".join(["change ~ peak_cadss", "baseline", *adjust_for])
     fit = smf.ols(formula, data=frame).fit()

@@ -20,14 +20,16 @@ subjects <- rd("subjects")
 infusions <- rd("infusions")
 vitals <- rd("vitals")
 ae <- rd("adverse_events")
+# pandas writes booleans as True/False, which read.csv leaves as text.
+ae$serious <- ae$serious %in% c("True", "TRUE", "true")
 assessments <- rd("assessments")
 out <- list(versions = list(R = R.version.string,
                             lme4 = as.character(packageVersion("lme4")),
                             lmerTest = as.character(packageVersion("lmerTest"))))
 
 # ---- 1. exact binomial CIs: binom.test(x, n, conf.level = level)$conf.int --------------------
-cases <- data.frame(x = c(0, 1, 5, 10, 3, 17, 0, 12), n = c(10, 10, 10, 10, 47, 138, 1, 13),
-                    level = c(0.95, 0.95, 0.95, 0.95, 0.9, 0.95, 0.95, 0.99))
+cases <- data.frame(x = c(0, 1, 5, 10, 3, 17, 0, 12, 2), n = c(10, 10, 10, 10, 47, 138, 1, 13, 4),
+                    level = c(0.95, 0.95, 0.95, 0.95, 0.9, 0.95, 0.95, 0.99, 0.95))
 cases$lower <- NA; cases$upper <- NA
 for (i in seq_len(nrow(cases))) {
   ci <- binom.test(cases$x[i], cases$n[i], conf.level = cases$level[i])$conf.int
