@@ -89,7 +89,54 @@ def _cmd_summary(args) -> int:
     return 0
 
 
-_COMMANDS = ["synth", "validate", "summary"]
+def _add_run_parser(sub) -> None:
+    p = sub.add_parser("run", help="execute the notebooks with papermill into OUT/<run-id>/")
+    p.add_argument("--cohort", default=None, help="cohort folder (default: the notebooks' default)")
+    p.add_argument("--notebooks", default=None,
+                   help="comma-separated names, numbers or topics (default: all), e.g. 01,04")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help="notebook parameter (repeatable)")
+    p.add_argument("--privacy", choices=["none", "strict"], default=None,
+                   help="strict: no row-level records, small counts suppressed")
+    p.add_argument("--out", default="reports", help="parent folder of the run folder")
+    p.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp)")
+    p.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _cmd_run(args) -> int:
+    from kanalysis.runner import NotebookExecutionError, parse_cli_value, run_notebooks
+
+    names = args.notebooks.split(",") if args.notebooks else None
+    params = {name: parse_cli_value(value) for name, value in args.parameter}
+    try:
+        result = run_notebooks(names, cohort=args.cohort, parameters=params,
+                               privacy=args.privacy, out=args.out, run_id=args.run_id,
+                               html=not args.no_html, progress=not args.no_progress)
+    except NotebookExecutionError as err:
+        print(f"kanalysis run: {err}", file=sys.stderr)
+        return 1
+    print(f"run {result.run_id}: {len(result.notebooks)} notebook(s) executed into {result.run_dir}")
+    return 0
+
+
+def _add_figures_parser(sub) -> None:
+    p = sub.add_parser("figures", help="regenerate the paper figures (byte-reproducible)")
+    p.add_argument("--cohort", default=None, help="cohort folder (default: bundled synthetic)")
+    p.add_argument("--out", default="figures", help="output folder")
+    p.add_argument("--formats", default="pdf,svg,png", help="comma-separated formats")
+
+
+def _cmd_figures(args) -> int:
+    from kanalysis.figures import build_paper_figures
+
+    paths = build_paper_figures(cohort_path=args.cohort, out=args.out,
+                                formats=tuple(args.formats.split(",")))
+    print(f"wrote {len(paths)} files into {args.out}")
+    return 0
+
+
+_COMMANDS = ["synth", "validate", "summary", "run", "figures"]
 
 
 def build_parser() -> argparse.ArgumentParser:

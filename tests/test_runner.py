@@ -1,0 +1,222 @@
+"""Tests of the notebook runner: parameters, kernel, run folder layout, failures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from kanalysis import runner
+from kanalysis.errors import ConfigurationError
+
+PARAMS_CELL = """\
+# %% [markdown]
+# # A tiny notebook
+
+# %% tags=["parameters"]
+cohort_path: str = "data/synthetic/single"  # cohort folder
+scale: str | None = None  # outcome scale
+output_dir: str = "reports/tiny"  # where outputs go
+fail: bool = False  # raise in the last cell
+privacy: str = "none"  # privacy mode
+
+# %%
+import sys
+from kanalysis.runner import NotebookReport, validate_parameters
+
+params = validate_parameters(cohort_path=cohort_path, scale=scale, output_dir=output_dir,
+                             privacy=privacy, fail=fail)
+report = NotebookReport("tiny", params)
+report.record(executable=sys.executable, answer=42, ratio=0.5)
+report.write()
+
+# %%
+if fail:
+    raise ValueError("planned failure in the last cell")
+"""
+
+
+@pytest.fixture
+def tiny_dir(tmp_path) -> Path:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    (folder / "01_tiny.py").write_text(PARAMS_CELL)
+    return folder
+
+
+def test_kernel_python3_is_this_interpreter():
+    cmd = runner.kernel_command("python3")
+    assert Path(cmd[0]).resolve() == Path(sys.executable).resolve()
+    assert "ipykernel_launcher" in cmd
+
+
+def test_declared_parameters_reads_types_defaults_and_help(tiny_dir):
+    specs = runner.declared_parameters(tiny_dir / "01_tiny.py")
+    assert list(specs) == ["cohort_path", "scale", "output_dir", "fail", "privacy"]
+    assert specs["cohort_path"].default == "data/synthetic/single"
+    assert specs["scale"].type == "str | None"
+    assert specs["fail"].help == "raise in the last cell"
+
+
+def test_derived_value_in_parameters_cell_is_rejected(tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text('# %% tags=["parameters"]\na: int = 1\nb: int = a * 2  # derived\n')
+    with pytest.raises(ConfigurationError, match="literal default"):
+        runner.declared_parameters(path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scale": "MADRSX"}, "unknown scale 'MADRSX'"),
+        ({"cohort_path": "no/such/folder"}, "cohort_path"),
+        ({"scale": "MADRS", "remission_threshold": 75}, "remission_threshold.*outside.*0, 60"),
+        ({"response_reduction": 1.5}, "response_reduction"),
+        ({"alpha": 0}, "alpha"),
+        ({"covariance": "banana"}, "covariance"),
+        ({"privacy": "loose"}, "privacy"),
+        ({"min_cell_count": 0}, "min_cell_count"),
+        ({"figure_formats": "pdf,gif"}, "figure_formats"),
+        ({"relapse_rule": "vibes"}, "relapse_rule"),
+    ],
+)
+def test_validate_parameters_names_the_bad_parameter(synthetic_dir, kwargs, match):
+    kwargs = {"cohort_path": str(synthetic_dir / "single"), **kwargs}
+    with pytest.raises(ConfigurationError, match=match):
+        runner.validate_parameters(**kwargs)
+
+
+def test_validate_parameters_types_values(synthetic_dir):
+    p = runner.validate_parameters(
+        cohort_path=str(synthetic_dir / "single"),
+        scale="MADRS",
+        remission_threshold=12,
+        figure_formats="png, svg",
+        min_cell_count=5.0,
+    )
+    assert p.remission_threshold == 12.0 and p.figure_formats == ("png", "svg")
+    assert p.min_cell_count == 5 and isinstance(p.min_cell_count, int)
+
+
+def test_parse_cli_value():
+    assert runner.parse_cli_value("0.1") == 0.1
+    assert runner.parse_cli_value("11") == 11
+    assert runner.parse_cli_value("None") is None
+    assert runner.parse_cli_value("MADRS") == "MADRS"
+
+
+def test_find_notebooks_by_number_and_topic(tiny_dir):
+    assert runner.find_notebooks(["01"], tiny_dir) == [tiny_dir / "01_tiny.py"]
+    assert runner.find_notebooks(["tiny"], tiny_dir) == [tiny_dir / "01_tiny.py"]
+    with pytest.raises(ConfigurationError, match="not one of"):
+        runner.find_notebooks(["02"], tiny_dir)
+
+
+def test_write_results_section_merges_and_converts(tmp_path):
+    import numpy as np
+
+    runner.write_results_section(tmp_path, "a", {"x": np.float64(1.5), "n": np.int64(3)})
+    runner.write_results_section(tmp_path, "b", {"y": float("nan")})
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["a"] == {"n": 3, "x": 1.5} and data["b"] == {"y": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_run_writes_run_folder(tiny_dir, tmp_path, repo_root):
+    result = runner.run_notebooks(
+        None,
+        notebook_dir=tiny_dir,
+        out=tmp_path / "out",
+        run_id="r1",
+        progress=False,
+        cwd=repo_root,
+    )
+    run_dir = tmp_path / "out" / "r1"
+    assert result.ok and result.run_dir == run_dir.resolve()
+    assert (run_dir / "notebooks" / "01_tiny.ipynb").is_file()
+    assert (run_dir / "html" / "01_tiny.html").read_text().startswith("<!DOCTYPE html>")
+    results = json.loads((run_dir / "results.json").read_text())
+    # The kernel ran the project's interpreter.
+    assert Path(results["tiny"]["executable"]).resolve() == Path(sys.executable).resolve()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    assert manifest["notebooks"][0]["status"] == "completed"
+    assert "data/synthetic/single/subjects.csv" in manifest["inputs"]
+    assert manifest["outputs"]["results.json"] == runner.sha256_file(run_dir / "results.json")
+    assert "notebooks/01_tiny.ipynb" in manifest["outputs"]
+    assert manifest["packages"]["papermill"]
+    with pytest.raises(ConfigurationError, match="already exists"):
+        runner.run_notebooks(
+            None,
+            notebook_dir=tiny_dir,
+            out=tmp_path / "out",
+            run_id="r1",
+            progress=False,
+            cwd=repo_root,
+        )
+
+
+def test_failing_cell_names_notebook_cell_and_error(tiny_dir, tmp_path, repo_root):
+    with pytest.raises(runner.NotebookExecutionError) as info:
+        runner.run_notebooks(
+            None,
+            notebook_dir=tiny_dir,
+            parameters={"fail": True},
+            out=tmp_path,
+            run_id="bad",
+            progress=False,
+            cwd=repo_root,
+        )
+    err = info.value
+    assert err.notebook == "01_tiny" and err.ename == "ValueError"
+    assert "planned failure" in str(err) and "cell" in str(err)
+    assert err.output_path.is_file()  # the partial notebook is kept
+    nb = json.loads(err.output_path.read_text())
+    sources = ["".join(c["source"]) for c in nb["cells"]]
+    assert any(s.startswith("if fail") for s in sources)
+    assert "planned failure" in json.dumps(nb)
+    manifest = json.loads((tmp_path / "bad" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+
+
+def test_unknown_parameter_is_an_error_before_running(tiny_dir, tmp_path, repo_root):
+    with pytest.raises(ConfigurationError, match="Unknown notebook parameter.*'colour'"):
+        runner.run_notebooks(
+            None,
+            notebook_dir=tiny_dir,
+            parameters={"colour": "red"},
+            out=tmp_path,
+            run_id="x",
+            progress=False,
+            cwd=repo_root,
+        )
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_run_exit_codes(tiny_dir, tmp_path, repo_root, monkeypatch):
+    from kanalysis import cli
+
+    monkeypatch.setattr(
+        runner,
+        "find_notebooks",
+        lambda names, notebook_dir=None, _f=runner.find_notebooks: _f(names, tiny_dir),
+    )
+    code = cli.main(
+        [
+            "run",
+            "--out",
+            str(tmp_path),
+            "--run-id",
+            "ok",
+            "--no-progress",
+            "--cohort",
+            str(repo_root / "data/synthetic/single"),
+        ]
+    )
+    assert code == 0 and (tmp_path / "ok" / "manifest.json").is_file()
+    code = cli.main(
+        ["run", "--out", str(tmp_path), "--run-id", "ko", "--no-progress", "-p", "fail", "True"]
+    )
+    assert code == 1
