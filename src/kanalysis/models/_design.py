@@ -1,0 +1,229 @@
+"""Input checks and design matrices shared by :func:`kanalysis.lmm` and :func:`kanalysis.mmrm`.
+
+The data frame is read once: the rows needed by the model are kept (rows with a missing outcome
+or covariate are dropped and counted), the fixed-effects design is built with formulaic, and the
+rows are sorted by subject so that per-subject sums can be taken with ``np.add.reduceat``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula
+
+from kanalysis.errors import ConfigurationError, DataValidationError, StatisticalWarning
+
+_FACTOR_CALL = re.compile(r"C\(\s*([A-Za-z_][A-Za-z0-9_.]*)")
+
+
+@dataclass
+class Design:
+    """Model matrices and bookkeeping for one fit (rows sorted by subject)."""
+
+    data: pd.DataFrame  # analysis rows, sorted by subject (original index kept)
+    y: np.ndarray
+    X: np.ndarray
+    fe_names: list[str]
+    model_spec: object  # formulaic ModelSpec of the fixed part (for new data / reference grids)
+    response: str
+    group_codes: np.ndarray  # integer subject code per row (0..n_groups-1), nondecreasing
+    group_labels: np.ndarray  # subject id per code
+    group_starts: np.ndarray  # first row of each subject
+    n_dropped: int
+    variables: list[str]
+    factor_variables: list[str] = field(default_factory=list)
+    dropped_columns: list[str] = field(default_factory=list)
+
+
+def _required_variables(formula: str) -> set[str]:
+    try:
+        return set(Formula(formula).required_variables)
+    except Exception as exc:  # formulaic raises several parser error types
+        raise ConfigurationError(f"could not parse the formula {formula!r}: {exc}") from exc
+
+
+def _check_columns(data: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise ConfigurationError(
+            f"{what}: column(s) {missing} are not in the data; available columns: "
+            f"{list(data.columns)}"
+        )
+
+
+def _row_list(index: pd.Index, limit: int = 10) -> str:
+    rows = list(index[:limit])
+    more = "" if len(index) <= limit else f" and {len(index) - limit} more"
+    return f"{rows}{more}"
+
+
+def build_design(
+    data: pd.DataFrame,
+    formula: str,
+    subject: str,
+    extra_columns: list[str] | None = None,
+    what: str = "model",
+) -> Design:
+    """Validate ``data`` and build the fixed-effects design for ``formula``.
+
+    Rows with a missing value in the outcome, a covariate or ``extra_columns`` are dropped (and
+    counted); a missing subject id is an error because it cannot be attributed to anyone.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise ConfigurationError(f"{what}: data must be a pandas DataFrame, got {type(data)!r}")
+    if not isinstance(formula, str) or "~" not in formula:
+        raise ConfigurationError(
+            f"{what}: formula must be a string like 'score ~ day * arm', got {formula!r}"
+        )
+    response = formula.split("~", 1)[0].strip()
+    if not response:
+        raise ConfigurationError(f"{what}: the formula {formula!r} has no outcome on the left")
+    variables = sorted(_required_variables(formula))
+    extra_columns = [c for c in (extra_columns or []) if c is not None]
+    _check_columns(data, [subject], f"{what} (subject/groups column)")
+    _check_columns(data, variables, f"{what} (formula {formula!r})")
+    _check_columns(data, extra_columns, what)
+
+    if data[subject].isna().any():
+        bad = data.index[data[subject].isna().to_numpy()]
+        raise DataValidationError(
+            f"{what}: the subject column {subject!r} is missing in rows {_row_list(bad)}; "
+            "every row must belong to a subject (fill or drop these rows)."
+        )
+    if response in data.columns and not pd.api.types.is_numeric_dtype(data[response]):
+        raise DataValidationError(
+            f"{what}: the outcome column {response!r} must be numeric, found dtype "
+            f"{data[response].dtype} (convert it with pd.to_numeric)."
+        )
+    needed = list(dict.fromkeys(variables + extra_columns + [subject]))
+    frame = data[needed]
+    keep = frame.notna().all(axis=1).to_numpy()
+    n_dropped = int((~keep).sum())
+    frame = frame.loc[keep]
+    if len(frame) == 0:
+        raise DataValidationError(
+            f"{what}: no rows left after dropping rows with missing values in {needed}."
+        )
+    # Stable sort by subject so that each subject's rows are contiguous and keep their order.
+    codes, labels = pd.factorize(frame[subject], sort=True)
+    order = np.argsort(codes, kind="stable")
+    frame = frame.iloc[order]
+    codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+
+    try:
+        mm = Formula(formula).get_model_matrix(frame, na_action="raise")
+    except Exception as exc:
+        raise ConfigurationError(
+            f"{what}: could not build the design matrix for {formula!r}: {exc}"
+        ) from exc
+    y = np.asarray(mm.lhs, dtype=float).ravel()
+    if y.shape[0] != len(frame):
+        raise ConfigurationError(f"{what}: the formula must have exactly one outcome column")
+    X = np.asarray(mm.rhs, dtype=float)
+    fe_names = [str(c) for c in mm.rhs.columns]
+    X, fe_names, dropped = _drop_aliased(X, fe_names, what)
+    factors = set(_FACTOR_CALL.findall(formula))
+    for v in variables:
+        if v != response and not pd.api.types.is_numeric_dtype(frame[v]):
+            factors.add(v)
+    return Design(
+        data=frame,
+        y=y,
+        X=np.ascontiguousarray(X),
+        fe_names=fe_names,
+        model_spec=mm.rhs.model_spec,
+        response=response,
+        group_codes=codes.astype(np.int64),
+        group_labels=np.asarray(labels),
+        group_starts=starts,
+        n_dropped=n_dropped,
+        variables=[v for v in variables if v != response],
+        factor_variables=sorted(factors),
+        dropped_columns=dropped,
+    )
+
+
+def _drop_aliased(X: np.ndarray, names: list[str], what: str):
+    """Drop columns that are linear combinations of earlier ones (as R's lm/lmer do)."""
+    p = X.shape[1]
+    if p == 0:
+        raise ConfigurationError(f"{what}: the fixed-effects part of the formula has no columns")
+    scale = np.sqrt((X**2).sum(axis=0))
+    scale[scale == 0] = 1.0
+    # Gram-Schmidt in column order via QR of the scaled matrix: a column is aliased when its
+    # residual on the earlier kept columns is numerically zero.
+    Xs = X / scale
+    r = np.linalg.qr(Xs, mode="r")
+    diag = np.abs(np.diag(r))
+    keep = diag > 1e-9 * max(diag.max(), 1.0)
+    if keep.all():
+        return X, names, []
+    # Re-check sequentially because QR without pivoting can mis-attribute after a dropped column.
+    kept: list[int] = []
+    for j in range(p):
+        cols = kept + [j]
+        rr = np.linalg.qr(Xs[:, cols], mode="r")
+        if abs(rr[-1, -1]) > 1e-9:
+            kept.append(j)
+    dropped = [names[j] for j in range(p) if j not in kept]
+    warnings.warn(
+        f"{what}: the fixed-effects column(s) {dropped} are linear combinations of other columns "
+        "(for example an empty factor cell) and were dropped from the model.",
+        StatisticalWarning,
+        stacklevel=3,
+    )
+    return X[:, kept], [names[j] for j in kept], dropped
+
+
+def reference_grid(
+    design: Design, factors: list[str], extra_levels: dict | None = None
+) -> pd.DataFrame:
+    """All combinations of the levels of ``factors``; other numeric variables at their mean.
+
+    The means are taken over the analysis rows, as emmeans and SAS LSMEANS do.
+    """
+    data = design.data
+    levels = {}
+    for f in factors:
+        if extra_levels and f in extra_levels:
+            levels[f] = list(extra_levels[f])
+        else:
+            col = data[f]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                levels[f] = [v for v in col.cat.categories if v in set(col)]
+            else:
+                levels[f] = sorted(pd.unique(col))
+    index = pd.MultiIndex.from_product([levels[f] for f in factors], names=factors)
+    grid = index.to_frame(index=False)
+    for v in design.variables:
+        if v in factors:
+            continue
+        if v in design.factor_variables:
+            continue
+        grid[v] = float(data[v].mean())
+    for f in factors:
+        if isinstance(data[f].dtype, pd.CategoricalDtype):
+            grid[f] = pd.Categorical(grid[f], categories=data[f].cat.categories)
+        else:
+            grid[f] = grid[f].astype(data[f].dtype)
+    return grid
+
+
+def design_rows(design: Design, frame: pd.DataFrame) -> np.ndarray:
+    """Fixed-effects rows for new data, with the columns of the fitted model."""
+    try:
+        mm = design.model_spec.get_model_matrix(frame)
+    except Exception as exc:
+        raise ConfigurationError(f"could not build the design matrix for the new data: {exc}") from exc
+    names = [str(c) for c in mm.columns]
+    pos = {n: i for i, n in enumerate(names)}
+    missing = [n for n in design.fe_names if n not in pos]
+    if missing:
+        raise ConfigurationError(f"new data lacks the model columns {missing}")
+    arr = np.asarray(mm, dtype=float)
+    return arr[:, [pos[n] for n in design.fe_names]]

@@ -1,0 +1,536 @@
+r"""The likelihood engine behind :func:`kanalysis.lmm` and :func:`kanalysis.mmrm`.
+
+Both models are generalised least squares with a block-diagonal marginal covariance,
+
+.. math::
+
+    y_i = X_i \beta + \varepsilon_i, \qquad \varepsilon_i \sim N(0, V_i(\phi)),
+
+with :math:`\beta` profiled out. The REML criterion (Patterson & Thompson 1971; the convention
+of lme4 and SAS PROC MIXED) is
+
+.. math::
+
+    -2\ell_R(\phi) = (N - p)\log 2\pi + \sum_i \log|V_i| + \log|X'V^{-1}X| + r'V^{-1}r,
+
+with :math:`r = y - X\hat\beta(\phi)`; the ML criterion drops :math:`\log|X'V^{-1}X|` and uses
+:math:`N \log 2\pi`.
+
+* LMM: :math:`V_i = Z_i G Z_i' + \sigma^2 I = \sigma^2 (I + Z_i \Psi Z_i')`,
+  :math:`\Psi = \Lambda\Lambda' = G / \sigma^2` with :math:`\Lambda` lower triangular (lme4's
+  :math:`\theta`, Bates et al. 2015). :math:`\sigma^2` is profiled out and every evaluation uses
+  only per-subject sums (:math:`X_i'X_i, X_i'Z_i, Z_i'Z_i, X_i'y_i, Z_i'y_i, y_i'y_i`) through the
+  Woodbury identity :math:`(I + Z\Psi Z')^{-1} = I - Z U Z'`, :math:`U = \Psi(I + Z'Z\Psi)^{-1}`
+  (a q x q solve per subject, batched).
+* MMRM: :math:`V_i = \Sigma_{o_i o_i}`, the rows and columns of a structured visit covariance
+  for the visits subject *i* attended. Subjects are grouped by observed-visit pattern (and
+  covariance group); each evaluation factorises one t x t matrix per pattern and uses per-pattern
+  sums :math:`\sum_i x_{ij}x_{ik}'`, :math:`\sum_i x_{ij}y_{ik}`, :math:`\sum_i y_{ij}y_{ik}`.
+
+The gradient in the covariance parameters is analytic:
+:math:`\partial(-2\ell_R)/\partial\phi_k = \mathrm{tr}(V^{-1}V_k) - \mathrm{tr}(C X'V^{-1}V_kV^{-1}X)
+- r'V^{-1}V_kV^{-1}r` with :math:`C = (X'V^{-1}X)^{-1}` (the middle term only under REML).
+
+References
+----------
+Bates D, Maechler M, Bolker B, Walker S (2015). Fitting linear mixed-effects models using lme4.
+Journal of Statistical Software 67(1).
+Mallinckrodt CH, Lane PW, Schnell D, Peng Y, Mancuso JP (2008). Recommendations for the primary
+analysis of continuous endpoints in longitudinal clinical trials. Drug Inf J 42:303-319.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LOG2PI = float(np.log(2.0 * np.pi))
+
+
+# ----------------------------------------------------------------------------------------------
+# small batched linear algebra
+# ----------------------------------------------------------------------------------------------
+def batched_inv_logdet(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse and log|det| of a stack of small square matrices (closed form for q <= 2)."""
+    q = K.shape[-1]
+    if q == 1:
+        d = K[..., 0, 0]
+        return (1.0 / d)[..., None, None], np.log(np.abs(d))
+    if q == 2:
+        a, b, c, d = K[..., 0, 0], K[..., 0, 1], K[..., 1, 0], K[..., 1, 1]
+        det = a * d - b * c
+        inv = np.empty_like(K)
+        inv[..., 0, 0] = d / det
+        inv[..., 0, 1] = -b / det
+        inv[..., 1, 0] = -c / det
+        inv[..., 1, 1] = a / det
+        return inv, np.log(np.abs(det))
+    inv = np.linalg.inv(K)
+    _, logdet = np.linalg.slogdet(K)
+    return inv, logdet
+
+
+def group_sums(A: np.ndarray, B: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per-group cross products sum_i A_i' B_i as a (G, a, b) array (rows sorted by group)."""
+    out = np.empty((len(starts), A.shape[1], B.shape[1]))
+    for j in range(B.shape[1]):
+        out[:, :, j] = np.add.reduceat(A * B[:, j : j + 1], starts, axis=0)
+    return out
+
+
+def sym_solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    try:
+        L = np.linalg.cholesky(A)
+        return np.linalg.solve(L.T, np.linalg.solve(L, b))
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+def sym_inv_logdet(A: np.ndarray) -> tuple[np.ndarray, float]:
+    try:
+        L = np.linalg.cholesky(A)
+        Li = np.linalg.inv(L)
+        return Li.T @ Li, 2.0 * float(np.log(np.diag(L)).sum())
+    except np.linalg.LinAlgError:
+        sign, logdet = np.linalg.slogdet(A)
+        return np.linalg.pinv(A), float(logdet) if sign > 0 else np.inf
+
+
+# ----------------------------------------------------------------------------------------------
+# LMM: random effects + sigma^2 I
+# ----------------------------------------------------------------------------------------------
+class LMMEngine:
+    """Per-subject sufficient statistics and the profiled (RE)ML criterion of an LMM."""
+
+    def __init__(self, y, X, Z, starts, reml=True):
+        self.reml = bool(reml)
+        self.N, self.p = X.shape
+        self.q = Z.shape[1]
+        self.G = len(starts)
+        self.n_i = np.diff(np.r_[starts, self.N])
+        self.XtX_i = group_sums(X, X, starts)
+        self.XtZ = group_sums(X, Z, starts)
+        self.ZtZ = group_sums(Z, Z, starts)
+        yy = y[:, None]
+        self.Xty = group_sums(X, yy, starts)[:, :, 0]
+        self.Zty = group_sums(Z, yy, starts)[:, :, 0]
+        self.yty_i = np.add.reduceat(y * y, starts)
+        self.XtX = self.XtX_i.sum(0)
+        self.Xty_sum = self.Xty.sum(0)
+        self.yty = float(self.yty_i.sum())
+        self.ZtX = np.ascontiguousarray(self.XtZ.transpose(0, 2, 1))
+        self.tril = np.tril_indices(self.q)
+        self.n_theta = len(self.tril[0])
+
+    # --- parameter maps -----------------------------------------------------------------------
+    def lam(self, theta):
+        L = np.zeros((self.q, self.q))
+        L[self.tril] = theta
+        return L
+
+    def theta_lower_bounds(self):
+        return [0.0 if r == c else None for r, c in zip(*self.tril, strict=True)]
+
+    # --- core computation ---------------------------------------------------------------------
+    def _core(self, Psi):
+        q = self.q
+        K = np.eye(q) + Psi @ self.ZtZ  # I + Psi Z'Z  (G, q, q)
+        Kinv, logdet = batched_inv_logdet(K)
+        U = Kinv @ Psi  # (I + Psi Z'Z)^{-1} Psi, symmetric
+        XZU = self.XtZ @ U  # (G, p, q)
+        XtHX = self.XtX - np.tensordot(XZU, self.XtZ, axes=([0, 2], [0, 2]))
+        UZy = np.einsum("gqr,gr->gq", U, self.Zty)
+        XtHy = self.Xty_sum - np.einsum("gpq,gq->p", self.XtZ, UZy)
+        ytHy = self.yty - float(np.einsum("gq,gq->", self.Zty, UZy))
+        return dict(U=U, XZU=XZU, XtHX=XtHX, XtHy=XtHy, ytHy=ytHy, logdet=float(logdet.sum()))
+
+    def _beta(self, core):
+        CH, logdet_XtHX = sym_inv_logdet(core["XtHX"])
+        beta = CH @ core["XtHy"]
+        pwrss = max(core["ytHy"] - float(beta @ core["XtHy"]), 1e-300)
+        return CH, logdet_XtHX, beta, pwrss
+
+    def _dof(self):
+        return self.N - self.p if self.reml else self.N
+
+    def deviance(self, theta):
+        """Profiled -2 log-likelihood (REML or ML) at lme4's theta."""
+        L = self.lam(theta)
+        core = self._core(L @ L.T)
+        _, ld_x, _, pwrss = self._beta(core)
+        n = self._dof()
+        dev = core["logdet"] + n * (1.0 + LOG2PI + np.log(pwrss / n))
+        if self.reml:
+            dev += ld_x
+        return float(dev)
+
+    def _grad_pieces(self, Psi, core, CH, beta, sigma2):
+        """Q with d(-2l)/dPsi = tr(Q dPsi), at fixed sigma2 (V = sigma2 (I + Z Psi Z'))."""
+        U = core["U"]
+        ZtZ = self.ZtZ
+        ZZU = ZtZ @ U  # (G, q, q)
+        S = ZtZ - ZZU @ ZtZ
+        B = self.XtZ - core["XZU"] @ ZtZ  # X'H^{-1}Z  (G, p, q)
+        Ztr = self.Zty - np.einsum("gqp,p->gq", self.ZtX, beta)
+        u = Ztr - np.einsum("gqr,gr->gq", ZZU, Ztr)
+        Q = S.sum(0) - np.einsum("gq,gr->qr", u, u) / sigma2
+        if self.reml:
+            CB = np.einsum("ab,gbq->gaq", CH, B)
+            Q -= np.tensordot(B, CB, axes=([0, 1], [0, 1]))
+        return Q, dict(S=S, B=B, Ztr=Ztr, u=u, ZZU=ZZU)
+
+    def deviance_and_grad(self, theta):
+        L = self.lam(theta)
+        Psi = L @ L.T
+        core = self._core(Psi)
+        CH, ld_x, beta, pwrss = self._beta(core)
+        n = self._dof()
+        dev = core["logdet"] + n * (1.0 + LOG2PI + np.log(pwrss / n))
+        if self.reml:
+            dev += ld_x
+        sigma2 = pwrss / n
+        Q, _ = self._grad_pieces(Psi, core, CH, beta, sigma2)
+        QL = Q @ L
+        grad = 2.0 * QL[self.tril]
+        return float(dev), grad
+
+    # --- natural parameters (vech G, sigma^2) for inference -----------------------------------
+    def natural_from_theta(self, theta):
+        L = self.lam(theta)
+        core = self._core(L @ L.T)
+        _, _, _, pwrss = self._beta(core)
+        sigma2 = pwrss / self._dof()
+        G = sigma2 * (L @ L.T)
+        return np.r_[G[self.tril], sigma2]
+
+    def _split_nat(self, nat):
+        G = np.zeros((self.q, self.q))
+        G[self.tril] = nat[:-1]
+        G = G + np.tril(G, -1).T
+        return G, float(nat[-1])
+
+    def state(self, nat):
+        """Everything the result object needs at natural parameters (vech G, sigma^2)."""
+        G, sigma2 = self._split_nat(nat)
+        Psi = G / sigma2
+        core = self._core(Psi)
+        CH, ld_x, beta, pwrss = self._beta(core)
+        return dict(G=G, sigma2=sigma2, Psi=Psi, core=core, CH=CH, beta=beta, pwrss=pwrss,
+                    cov_beta=sigma2 * CH, ld_x=ld_x)
+
+    def deviance_nat(self, nat):
+        st = self.state(nat)
+        s2 = st["sigma2"]
+        dev = st["core"]["logdet"] + self.N * np.log(s2) + st["pwrss"] / s2
+        if self.reml:
+            dev += (self.N - self.p) * LOG2PI + st["ld_x"] - self.p * np.log(s2)
+        else:
+            dev += self.N * LOG2PI
+        return float(dev)
+
+    def grad_nat(self, nat):
+        """Gradient of the (unprofiled) -2 log-likelihood in (vech G, sigma^2)."""
+        st = self.state(nat)
+        s2, CH, beta, core = st["sigma2"], st["CH"], st["beta"], st["core"]
+        Q, pc = self._grad_pieces(st["Psi"], core, CH, beta, s2)
+        Qn = Q / s2
+        mult = np.where(self.tril[0] == self.tril[1], 1.0, 2.0)
+        g_G = mult * Qn[self.tril]
+        U = core["U"]
+        # tr(H^{-1}) summed over subjects
+        trH = self.N - float(np.einsum("gqr,grq->", U, self.ZtZ))
+        # ||H^{-1} r||^2 summed
+        rr = self.yty - 2 * float(beta @ self.Xty_sum) + float(beta @ self.XtX @ beta)
+        Ztr = pc["Ztr"]
+        UZr = np.einsum("gqr,gr->gq", U, Ztr)
+        ZZUZr = np.einsum("gqr,gr->gq", self.ZtZ, UZr)
+        Hr2 = rr - 2 * float(np.einsum("gq,gq->", Ztr, UZr)) + float(np.einsum("gq,gq->", UZr, ZZUZr))
+        g_s = trH / s2 - Hr2 / s2**2
+        if self.reml:
+            g_s -= float(np.sum(CH * self.XtH2X(U, core["XZU"]))) / s2
+        return np.r_[g_G, g_s]
+
+    def XtH2X(self, U, XZU):
+        """sum_i X_i'H_i^{-2}X_i."""
+        XZUZZ = XZU @ self.ZtZ
+        t1 = np.tensordot(XZU, self.XtZ, axes=([0, 2], [0, 2]))
+        t2 = np.einsum("gpq,gqr,gsr->ps", XZUZZ, U, self.XtZ, optimize=True)
+        return self.XtX - t1 - t1.T + t2
+
+    def P_list(self, nat):
+        """X'V^{-1} V_k V^{-1} X for each natural parameter k (so dC/dphi_k = C P_k C)."""
+        st = self.state(nat)
+        s2, core = st["sigma2"], st["core"]
+        B = self.XtZ - core["XZU"] @ self.ZtZ
+        out = []
+        for r, c in zip(*self.tril, strict=True):
+            E = np.zeros((self.q, self.q))
+            E[r, c] = E[c, r] = 1.0
+            out.append(np.einsum("gaq,qr,gbr->ab", B, E, B, optimize=True) / s2**2)
+        out.append(self.XtH2X(core["U"], core["XZU"]) / s2**2)
+        return np.array(out)
+
+    def blups(self, nat):
+        st = self.state(nat)
+        Ztr = self.Zty - np.einsum("gqp,p->gq", self.ZtX, st["beta"])
+        return np.einsum("gqr,gr->gq", st["core"]["U"], Ztr)
+
+    def start_theta(self):
+        """Moment-type start: per-subject least-squares random effects from OLS residuals."""
+        beta = sym_solve(self.XtX, self.Xty_sum)
+        rss = self.yty - float(beta @ self.Xty_sum)
+        s2 = max(rss / max(self.N - self.p, 1), 1e-12)
+        Ztr = self.Zty - np.einsum("gqp,p->gq", self.ZtX, beta)
+        ok = self.n_i > self.q
+        theta0 = np.eye(self.q)[self.tril]
+        if ok.sum() > self.q + 1:
+            ZtZ = self.ZtZ[ok]
+            cond = np.linalg.cond(ZtZ)
+            good = cond < 1e8
+            if good.sum() > self.q + 1:
+                b = np.linalg.solve(ZtZ[good], Ztr[ok][good][..., None])[..., 0]
+                Gb = np.cov(b, rowvar=False).reshape(self.q, self.q)
+                Psi0 = 0.5 * Gb / s2 + 1e-4 * np.diag(np.diag(Gb) / s2 + 1e-6)
+                try:
+                    theta0 = np.linalg.cholesky(Psi0)[self.tril]
+                except np.linalg.LinAlgError:
+                    pass
+        return theta0
+
+
+# ----------------------------------------------------------------------------------------------
+# MMRM: structured residual covariance over visits, grouped by observed-visit pattern
+# ----------------------------------------------------------------------------------------------
+class MMRMEngine:
+    """Per-pattern sufficient statistics and the (RE)ML criterion of an MMRM.
+
+    ``structures`` is a list (one per covariance group) of covariance structure objects from
+    :mod:`kanalysis.models.covariance`; ``cov_group`` gives the group of each subject.
+    """
+
+    def __init__(self, y, X, visit_code, subj_code, n_subj, n_visits, cov_group, structures,
+                 reml=True):
+        self.reml = bool(reml)
+        self.N, self.p = X.shape
+        self.t = t = n_visits
+        self.structures = structures
+        p = self.p
+        Xf = np.zeros((n_subj, t, p))
+        Xf[subj_code, visit_code] = X
+        yf = np.zeros((n_subj, t))
+        yf[subj_code, visit_code] = y
+        mask = np.zeros((n_subj, t), dtype=bool)
+        mask[subj_code, visit_code] = True
+        bits = (mask * (1 << np.arange(t, dtype=np.int64))).sum(1)
+        key = cov_group.astype(np.int64) * (1 << t) + bits
+        ukeys, pat = np.unique(key, return_inverse=True)
+        self.subject_pattern = pat
+        S = len(ukeys)
+        self.n_patterns = S
+        self.pat_group = (ukeys >> t).astype(int)
+        self.pat_mask = np.zeros((S, t), dtype=bool)
+        for s, k in enumerate(ukeys):
+            self.pat_mask[s] = ((int(k) & ((1 << t) - 1)) >> np.arange(t)) & 1 == 1
+        self.n_s = np.bincount(pat, minlength=S).astype(float)
+        order = np.argsort(pat, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(pat, minlength=S))]
+        Txx = np.empty((S, t, t, p, p))
+        Txy = np.empty((S, t, t, p))
+        Tyy = np.empty((S, t, t))
+        for s in range(S):
+            idx = order[bounds[s] : bounds[s + 1]]
+            Xs = Xf[idx].reshape(len(idx), t * p)
+            ys = yf[idx]
+            Txx[s] = (Xs.T @ Xs).reshape(t, p, t, p).transpose(0, 2, 1, 3)
+            Txy[s] = (Xs.T @ ys).reshape(t, p, t).transpose(0, 2, 1)
+            Tyy[s] = ys.T @ ys
+        self.Txx = Txx.reshape(S, t * t, p * p)
+        self.Txy = Txy.reshape(S, t * t, p)
+        self.Tyy = Tyy.reshape(S, t * t)
+        self.Txx_full = Txx
+        self.Txy_full = Txy
+        self.Tyy_full = Tyy
+        self.pm2 = (self.pat_mask[:, :, None] & self.pat_mask[:, None, :]).astype(float)
+        self.eye_fill = np.zeros((S, t, t))
+        for s in range(S):
+            self.eye_fill[s][np.diag(~self.pat_mask[s])] = 1.0
+        self.n_groups_cov = len(structures)
+        self.nat_sizes = [st.n_natural for st in structures]
+        self.opt_sizes = [st.n_opt for st in structures]
+
+    # --- parameter maps -----------------------------------------------------------------------
+    def split(self, vec, sizes):
+        out, k = [], 0
+        for n in sizes:
+            out.append(vec[k : k + n])
+            k += n
+        return out
+
+    def sigmas_nat(self, nat):
+        return np.array([st.sigma_nat(v) for st, v in
+                         zip(self.structures, self.split(nat, self.nat_sizes), strict=True)])
+
+    def opt_to_nat(self, opt):
+        return np.concatenate([st.to_natural(v) for st, v in
+                               zip(self.structures, self.split(opt, self.opt_sizes), strict=True)])
+
+    def dsigma_nat(self, nat):
+        """List over natural parameters of (group, dSigma) pairs."""
+        out = []
+        for g, (st, v) in enumerate(zip(self.structures, self.split(nat, self.nat_sizes),
+                                        strict=True)):
+            for d in st.dsigma_nat(v):
+                out.append((g, d))
+        return out
+
+    # --- core ---------------------------------------------------------------------------------
+    def _core(self, sigmas):
+        Sp = sigmas[self.pat_group] * self.pm2 + self.eye_fill
+        try:
+            L = np.linalg.cholesky(Sp)
+        except np.linalg.LinAlgError:
+            return None
+        logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1)
+        Li = np.linalg.inv(L)
+        W = (np.transpose(Li, (0, 2, 1)) @ Li) * self.pm2
+        Wf = W.reshape(self.n_patterns, -1)
+        XtVX = (Wf.ravel() @ self.Txx.reshape(-1, self.p * self.p)).reshape(self.p, self.p)
+        XtVy = Wf.ravel() @ self.Txy.reshape(-1, self.p)
+        ytVy = float(Wf.ravel() @ self.Tyy.ravel())
+        return dict(W=W, XtVX=0.5 * (XtVX + XtVX.T), XtVy=XtVy, ytVy=ytVy,
+                    logdet=float(self.n_s @ logdet))
+
+    def _beta(self, core):
+        C, ld_x = sym_inv_logdet(core["XtVX"])
+        beta = C @ core["XtVy"]
+        rss = core["ytVy"] - float(beta @ core["XtVy"])
+        return C, ld_x, beta, rss
+
+    def deviance_nat(self, nat):
+        core = self._core(self.sigmas_nat(nat))
+        if core is None:
+            return np.inf
+        C, ld_x, beta, rss = self._beta(core)
+        dev = core["logdet"] + rss
+        if self.reml:
+            dev += ld_x + (self.N - self.p) * LOG2PI
+        else:
+            dev += self.N * LOG2PI
+        return float(dev)
+
+    def _G_by_group(self, core, C, beta):
+        """Per covariance group t x t matrix G with d(-2l)/dphi_k = sum(dSigma_k * G)."""
+        W = core["W"]
+        S, t = self.n_patterns, self.t
+        xb = (self.Txy @ beta).reshape(S, t, t)  # [j, l] = sum_i x_ij'b y_il
+        Trr = self.Tyy.reshape(S, t, t) - xb - np.transpose(xb, (0, 2, 1)) + \
+            (self.Txx @ np.outer(beta, beta).ravel()).reshape(S, t, t)
+        inner = Trr
+        if self.reml:
+            inner = inner + (self.Txx @ C.ravel()).reshape(S, t, t)
+        Gs = self.n_s[:, None, None] * W - W @ inner @ W
+        out = np.zeros((self.n_groups_cov, t, t))
+        np.add.at(out, self.pat_group, Gs)
+        return out
+
+    def grad_nat(self, nat):
+        core = self._core(self.sigmas_nat(nat))
+        C, _, beta, _ = self._beta(core)
+        Gg = self._G_by_group(core, C, beta)
+        return np.array([float(np.sum(d * Gg[g])) for g, d in self.dsigma_nat(nat)])
+
+    def deviance_and_grad_opt(self, opt, h=1e-6):
+        nat = self.opt_to_nat(opt)
+        core = self._core(self.sigmas_nat(nat))
+        if core is None:
+            return np.inf, np.zeros_like(opt)
+        C, ld_x, beta, rss = self._beta(core)
+        dev = core["logdet"] + rss
+        dev += (ld_x + (self.N - self.p) * LOG2PI) if self.reml else self.N * LOG2PI
+        Gg = self._G_by_group(core, C, beta)
+        grad = np.empty_like(opt)
+        k0 = 0
+        for g, (st, v) in enumerate(zip(self.structures, self.split(opt, self.opt_sizes),
+                                        strict=True)):
+            dS = st.dsigma_opt(v)  # (n_opt, t, t)
+            grad[k0 : k0 + len(v)] = np.einsum("kab,ab->k", dS, Gg[g])
+            k0 += len(v)
+        return float(dev), grad
+
+    def state(self, nat):
+        sig = self.sigmas_nat(nat)
+        core = self._core(sig)
+        C, ld_x, beta, rss = self._beta(core)
+        return dict(sigmas=sig, core=core, C=C, beta=beta, cov_beta=C, rss=rss, ld_x=ld_x)
+
+    def P_list(self, nat):
+        """X'V^{-1} Sigma_k V^{-1} X per natural parameter (dC/dphi_k = C P_k C)."""
+        core = self._core(self.sigmas_nat(nat))
+        W = core["W"]
+        S, t, p = self.n_patterns, self.t, self.p
+        Txx2 = self.Txx.reshape(S, t * t, p * p)
+        out = []
+        for g, d in self.dsigma_nat(nat):
+            sel = self.pat_group == g
+            A = (W[sel] @ d @ W[sel]).reshape(-1, t * t)
+            out.append((A.ravel() @ Txx2[sel].reshape(-1, p * p)).reshape(p, p))
+        return np.array(out)
+
+    def QR_lists(self, nat, d2sigma):
+        """Kenward-Roger Q_kl = X'V^-1 S_k V^-1 S_l V^-1 X and R_kl = X'V^-1 S_kl V^-1 X."""
+        core = self._core(self.sigmas_nat(nat))
+        W = core["W"]
+        S, t, p = self.n_patterns, self.t, self.p
+        Txx2 = self.Txx.reshape(S, t * t, p * p)
+        ds = self.dsigma_nat(nat)
+        K = len(ds)
+        Q = np.zeros((K, K, p, p))
+        R = np.zeros((K, K, p, p))
+        WdW = [None] * K
+        for k, (_g, d) in enumerate(ds):
+            WdW[k] = W @ d  # (S, t, t), valid for patterns of group g only
+        for k in range(K):
+            gk = ds[k][0]
+            selk = self.pat_group == gk
+            for m in range(k, K):
+                if ds[m][0] != gk:
+                    continue
+                A = (WdW[k][selk] @ WdW[m][selk] @ W[selk]).reshape(-1, t * t)
+                val = (A.ravel() @ Txx2[selk].reshape(-1, p * p)).reshape(p, p)
+                Q[k, m] = val
+                Q[m, k] = val.T
+                if d2sigma is not None and d2sigma[k][m] is not None:
+                    B = (W[selk] @ d2sigma[k][m] @ W[selk]).reshape(-1, t * t)
+                    rv = (B.ravel() @ Txx2[selk].reshape(-1, p * p)).reshape(p, p)
+                    R[k, m] = rv
+                    R[m, k] = rv
+        return Q, R
+
+    def empirical_cov(self, beta):
+        """Available-case covariance of residuals by visit (starting values)."""
+        t, S = self.t, self.n_patterns
+        Tyy = self.Tyy.reshape(S, t, t)
+        xb = (self.Txy @ beta).reshape(S, t, t)
+        Trr = Tyy - xb - np.transpose(xb, (0, 2, 1)) + \
+            (self.Txx @ np.outer(beta, beta).ravel()).reshape(S, t, t)
+        out = []
+        for g in range(self.n_groups_cov):
+            sel = self.pat_group == g
+            num = Trr[sel].sum(0)
+            cnt = (self.pm2[sel] * self.n_s[sel, None, None]).sum(0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                E = num / cnt
+            d = np.diag(E).copy()
+            d[~np.isfinite(d) | (d <= 0)] = np.nanmean(d[np.isfinite(d) & (d > 0)]) if np.any(
+                np.isfinite(d) & (d > 0)) else 1.0
+            sd = np.sqrt(d)
+            R = E / np.outer(sd, sd)
+            R[~np.isfinite(R)] = 0.0
+            R = np.clip(R, -0.95, 0.95)
+            np.fill_diagonal(R, 1.0)
+            w, v = np.linalg.eigh(R)
+            w = np.maximum(w, 0.05)
+            R = (v * w) @ v.T
+            dd = np.sqrt(np.diag(R))
+            R = R / np.outer(dd, dd)
+            out.append(R * np.outer(sd, sd))
+        return out

@@ -1,0 +1,269 @@
+"""Shared optimiser driver and the fixed-effects part of the LMM and MMRM results."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from kanalysis.errors import ConfigurationError, ConvergenceWarning
+from kanalysis.models import inference
+from kanalysis.models._design import Design, design_rows, reference_grid
+
+
+def minimise(fun_grad, x0, bounds=None, what="model", advice=""):
+    """L-BFGS-B with analytic gradient, then Newton polishing with a finite-difference Hessian.
+
+    Returns (x, converged, message). Polishing makes the optimum tight (gradient ~1e-8) so that
+    estimates agree with R's to 1e-4 or better.
+    """
+    x0 = np.asarray(x0, dtype=float)
+    res = optimize.minimize(fun_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                            options=dict(maxiter=2000, maxfun=5000, ftol=1e-15, gtol=1e-9,
+                                         maxcor=20))
+    x = res.x
+    f, g = fun_grad(x)
+    lo = np.array([b[0] if b and b[0] is not None else -np.inf for b in bounds]) \
+        if bounds else np.full(len(x), -np.inf)
+    for _ in range(8):
+        free = ~((x <= lo + 1e-10) & (g > 0))
+        if np.max(np.abs(g[free]), initial=0.0) < 1e-7:
+            break
+        H = inference.numerical_hessian(lambda z: fun_grad(z)[1], x, rel=1e-5)
+        Hf = H[np.ix_(free, free)]
+        try:
+            w, V = np.linalg.eigh(Hf)
+            w = np.maximum(w, 1e-8 * max(w.max(), 1e-8))
+            step_f = -(V / w) @ (V.T @ g[free])
+        except np.linalg.LinAlgError:
+            break
+        step = np.zeros_like(x)
+        step[free] = step_f
+        improved = False
+        for lam in (1.0, 0.5, 0.25, 0.1, 0.01):
+            xn = np.maximum(x + lam * step, lo)
+            fn, gn = fun_grad(xn)
+            if np.isfinite(fn) and fn <= f + 1e-12 * max(1.0, abs(f)):
+                x, f, g = xn, fn, gn
+                improved = True
+                break
+        if not improved:
+            break
+    free = ~((x <= lo + 1e-10) & (g > 0))
+    gmax = float(np.max(np.abs(g[free]), initial=0.0))
+    converged = bool(np.isfinite(f) and gmax < 1e-3 * max(1.0, abs(f)) ** 0.5)
+    if not converged:
+        warnings.warn(
+            f"{what}: the optimiser did not converge (largest gradient component {gmax:.3g}, "
+            f"scipy says: {res.message}). {advice}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return x, converged, str(res.message)
+
+
+def _parse_L(L, names: list[str]) -> np.ndarray:
+    if isinstance(L, dict):
+        unknown = [k for k in L if k not in names]
+        if unknown:
+            raise ConfigurationError(f"estimate(): unknown fixed-effect term(s) {unknown}; "
+                                     f"the terms are {names}")
+        v = np.zeros(len(names))
+        for k, c in L.items():
+            v[names.index(k)] = float(c)
+        return v[None, :]
+    if isinstance(L, pd.Series):
+        return _parse_L(L.to_dict(), names)
+    arr = np.atleast_2d(np.asarray(L, dtype=float))
+    if arr.shape[1] != len(names):
+        raise ConfigurationError(f"estimate(): L must have {len(names)} columns (one per fixed "
+                                 f"effect {names}), got shape {arr.shape}")
+    return arr
+
+
+class FixedEffectsResult:
+    """Fixed effects, their covariance and small-sample df (shared by LMM and MMRM results)."""
+
+    design: Design
+    df_method: str = "satterthwaite"
+
+    def _init_inference(self, beta, C, P, W, PhiA=None, alpha=0.05):
+        names = self.design.fe_names
+        self._beta = beta
+        self._C = C  # model-based covariance
+        self._P = P
+        self._W = W
+        self._PhiA = PhiA
+        self._V = PhiA if PhiA is not None else C  # covariance used for SEs
+        self.fe_params = pd.Series(beta, index=names, name="estimate")
+        _, df = inference.satterthwaite(np.eye(len(beta)), C, P, W)
+        self.bse = pd.Series(np.sqrt(np.diag(self._V)), index=names, name="std_error")
+        self.df = pd.Series(df, index=names, name="df")
+        self.tvalues = pd.Series(beta / self.bse.to_numpy(), index=names, name="t")
+        self.pvalues = pd.Series(2 * stats.t.sf(np.abs(self.tvalues.to_numpy()), df),
+                                 index=names, name="p_value")
+        self.cov_params = pd.DataFrame(self._V, index=names, columns=names)
+        self.cov_params_model = pd.DataFrame(C, index=names, columns=names)
+
+    # ------------------------------------------------------------------------------------------
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Confidence intervals for the fixed effects with t quantiles on the model's df."""
+        q = stats.t.ppf(1 - alpha / 2, self.df.to_numpy())
+        se = self.bse.to_numpy()
+        b = self.fe_params.to_numpy()
+        return pd.DataFrame({"lower": b - q * se, "upper": b + q * se}, index=self.fe_params.index)
+
+    def _contrast_rows(self, Lmat: np.ndarray, alpha: float = 0.05) -> dict:
+        est = Lmat @ self._beta
+        _, df = inference.satterthwaite(Lmat, self._C, self._P, self._W)
+        var = np.einsum("mp,pq,mq->m", Lmat, self._V, Lmat)
+        return inference.t_table(est, var, df, alpha)
+
+    def estimate(self, L, alpha: float = 0.05) -> pd.DataFrame:
+        """Estimate linear combinations ``L @ beta`` with SE, df, t, p and CI.
+
+        Parameters
+        ----------
+        L : array-like (p,) or (m, p), or dict term -> coefficient
+            Coefficients over ``fe_params`` (in its order).
+        """
+        Lmat = _parse_L(L, list(self.fe_params.index))
+        out = pd.DataFrame(self._contrast_rows(Lmat, alpha))
+        return out
+
+    def f_test(self, L) -> dict:
+        """Joint test of ``L beta = 0`` (Kenward-Roger F when df_method='kenward-roger', else a
+        Satterthwaite-type F with the KR df formula applied to the model-based covariance)."""
+        Lmat = _parse_L(L, list(self.fe_params.index))
+        PhiA = self._PhiA if self._PhiA is not None else self._C
+        F, ndf, ddf, p = inference.kenward_roger_f(Lmat, self._beta, self._C, PhiA, self._P,
+                                                   self._W)
+        return {"F": F, "num_df": ndf, "den_df": ddf, "p_value": p}
+
+    def to_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Tidy fixed-effects table: term, estimate, std_error, df, t, p_value, ci_lower, ci_upper."""
+        ci = self.conf_int(alpha)
+        return pd.DataFrame({
+            "term": self.fe_params.index,
+            "estimate": self.fe_params.to_numpy(),
+            "std_error": self.bse.to_numpy(),
+            "df": self.df.to_numpy(),
+            "t": self.tvalues.to_numpy(),
+            "p_value": self.pvalues.to_numpy(),
+            "ci_lower": ci["lower"].to_numpy(),
+            "ci_upper": ci["upper"].to_numpy(),
+        })
+
+    # ------------------------------------------------------------------------------------------
+    def _reference_rows(self, specs, by, weights):
+        specs = [specs] if isinstance(specs, str) else list(specs)
+        by = [] if by is None else ([by] if isinstance(by, str) else list(by))
+        for v in specs + by:
+            if v not in self.design.data.columns:
+                raise ConfigurationError(f"lsmeans: {v!r} is not a variable of the model; "
+                                         f"variables: {self.design.variables}")
+        factors = list(dict.fromkeys(specs + by + self.design.factor_variables))
+        grid = reference_grid(self.design, factors)
+        Xg = design_rows(self.design, grid)
+        keys = specs + by
+        others = [f for f in factors if f not in keys]
+        if weights == "equal" or not others:
+            w = np.ones(len(grid))
+        elif weights == "proportional":
+            counts = self.design.data.groupby(others, observed=True).size()
+            w = np.array([counts.get(tuple(r) if len(others) > 1 else r[0], 0)
+                          for r in grid[others].itertuples(index=False, name=None)], dtype=float)
+        else:
+            raise ConfigurationError("lsmeans: weights must be 'equal' or 'proportional', got "
+                                     f"{weights!r}")
+        cells = grid[keys].drop_duplicates().reset_index(drop=True)
+        gkeys = [tuple(r) for r in grid[keys].itertuples(index=False, name=None)]
+        ckeys = [tuple(r) for r in cells.itertuples(index=False, name=None)]
+        pos = {k: i for i, k in enumerate(ckeys)}
+        Lm = np.zeros((len(cells), Xg.shape[1]))
+        wsum = np.zeros(len(cells))
+        for i, k in enumerate(gkeys):
+            Lm[pos[k]] += w[i] * Xg[i]
+            wsum[pos[k]] += w[i]
+        Lm /= np.where(wsum > 0, wsum, 1.0)[:, None]
+        return cells, Lm, specs, by
+
+    def lsmeans(self, specs, by=None, weights: str = "equal", alpha: float = 0.05) -> pd.DataFrame:
+        """LS-means (estimated marginal means) in the emmeans / SAS LSMEANS sense.
+
+        The reference grid crosses the levels of every factor in the model; numeric covariates
+        are held at their mean over the analysis rows. Means over factors not in ``specs``/``by``
+        use equal weights (``weights="equal"``, emmeans' default) or weights proportional to the
+        frequencies of their level combinations in the data (``"proportional"``).
+
+        Returns
+        -------
+        DataFrame with the ``specs`` and ``by`` columns, ``estimate``, ``std_error``, ``df``,
+        ``ci_lower``, ``ci_upper`` (and ``t``, ``p_value`` for H0: mean = 0).
+        """
+        cells, Lm, specs, by = self._reference_rows(specs, by, weights)
+        tab = self._contrast_rows(Lm, alpha)
+        out = cells.copy()
+        for k in ("estimate", "std_error", "df", "ci_lower", "ci_upper", "t", "p_value"):
+            out[k] = tab[k]
+        if by:
+            out = out.sort_values(by + specs, kind="stable").reset_index(drop=True)
+            out = out[by + specs + [c for c in out.columns if c not in by + specs]]
+            out = out[specs + by + [c for c in out.columns if c not in specs + by]]
+        return out
+
+    def contrast(self, specs, by=None, method: str = "pairwise", ref=None,
+                 weights: str = "equal", alpha: float = 0.05) -> pd.DataFrame:
+        """Differences of LS-means between the levels of ``specs`` within each ``by`` cell.
+
+        ``method="pairwise"`` gives every ``a - b`` with ``a`` before ``b`` in level order (as
+        emmeans' ``pairwise``); ``method="trt.vs.ctrl"`` gives ``level - ref`` for every other
+        level (``ref`` defaults to the first level). p-values and CIs are not adjusted for
+        multiplicity.
+        """
+        if not isinstance(specs, str):
+            raise ConfigurationError("contrast: specs must be a single variable name")
+        cells, Lm, specs_l, by_l = self._reference_rows(specs, by, weights)
+        levels = list(pd.unique(cells[specs]))
+        if method == "pairwise":
+            pairs = [(a, b) for i, a in enumerate(levels) for b in levels[i + 1:]]
+        elif method in ("trt.vs.ctrl", "trt_vs_ctrl"):
+            ref = levels[0] if ref is None else ref
+            if ref not in levels:
+                raise ConfigurationError(f"contrast: ref={ref!r} is not a level of {specs!r}: "
+                                         f"{levels}")
+            pairs = [(a, ref) for a in levels if a != ref]
+        else:
+            raise ConfigurationError("contrast: method must be 'pairwise' or 'trt.vs.ctrl', got "
+                                     f"{method!r}")
+        rows, names, bykeys = [], [], []
+        groups = [()] if not by_l else list(dict.fromkeys(
+            tuple(r) for r in cells[by_l].itertuples(index=False, name=None)))
+        for bk in groups:
+            for a, b in pairs:
+                sel_a = (cells[specs] == a).to_numpy()
+                sel_b = (cells[specs] == b).to_numpy()
+                for j, v in enumerate(bk):
+                    sel_a &= (cells[by_l[j]] == v).to_numpy()
+                    sel_b &= (cells[by_l[j]] == v).to_numpy()
+                if sel_a.sum() != 1 or sel_b.sum() != 1:
+                    continue
+                rows.append(Lm[sel_a][0] - Lm[sel_b][0])
+                names.append(f"{a} - {b}")
+                bykeys.append(bk)
+        Lmat = np.array(rows)
+        tab = self._contrast_rows(Lmat, alpha)
+        out = pd.DataFrame({"contrast": names})
+        for j, bname in enumerate(by_l):
+            out[bname] = [k[j] for k in bykeys]
+        for k in ("estimate", "std_error", "df", "t", "p_value", "ci_lower", "ci_upper"):
+            out[k] = tab[k]
+        return out
+
+    def _fe_summary_lines(self) -> list[str]:
+        tab = self.to_frame()
+        with pd.option_context("display.width", 120, "display.max_columns", 20):
+            txt = tab.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        return txt.splitlines()
