@@ -136,7 +136,84 @@ def _cmd_figures(args) -> int:
     return 0
 
 
-_COMMANDS = ["synth", "validate", "summary", "run", "figures"]
+def _add_import_parser(sub) -> None:
+    p = sub.add_parser(
+        "import", help="import real data (clinic export + mapping, or CDISC ADaM) as a cohort folder"
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--mapping", help="mapping file (.toml/.yaml) describing a clinic export")
+    src.add_argument("--adam", help="folder with ADSL, ADQS, ADEX (+ ADAE, ADTTE) as .xpt/.sas7bdat")
+    p.add_argument("--out", required=True, help="cohort folder to write (replaced atomically)")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--report", default=None,
+                   help="also write the import report here (.md or .html)")
+    p.add_argument("--report-format", choices=["markdown", "html"], default="markdown",
+                   help="format of the report printed when the import fails")
+    p.add_argument("--id-key", default=None,
+                   help="write the original-id -> pseudonym key here (keep it out of the project)")
+    p.add_argument("--encoding", default=None, help="text encoding of the ADaM files")
+    p.add_argument("--scale", action="append", default=[], metavar="PARAMCD=SCALE",
+                   help="ADaM: map a PARAMCD to a registered scale (repeatable)")
+    p.add_argument("--subject-variable", action="append", default=[], metavar="COLUMN=VAR",
+                   help="ADaM: ADSL variable for a subject covariate, e.g. n_failed_trials=NPRTRT")
+    p.add_argument("--population", default=None, help="ADaM: ADSL flag to select, e.g. FASFL")
+    p.add_argument("--default-duration-min", type=float, default=None,
+                   help="ADaM: infusion duration when ADEX has no end time")
+    p.add_argument("--pseudonymise", action="store_true",
+                   help="ADaM: replace USUBJID by P0001 ... (clinic imports always do, unless the "
+                        "mapping sets pseudonymise_ids = false)")
+
+
+def _cmd_import(args) -> int:
+    from pathlib import Path
+
+    from kanalysis.importers import import_adam, import_clinic
+
+    def pairs(items, what):
+        out = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key or not value:
+                raise KanalysisError(f"--{what} expects NAME=VALUE, got {item!r}")
+            out[key.strip()] = value.strip()
+        return out
+
+    if args.mapping:
+        result = import_clinic(args.mapping)
+    else:
+        result = import_adam(args.adam, scale_map=pairs(args.scale, "scale"),
+                             subject_variables=pairs(args.subject_variable, "subject-variable"),
+                             encoding=args.encoding, population=args.population,
+                             default_duration_min=args.default_duration_min,
+                             pseudonymise=args.pseudonymise)
+    if args.report:
+        path = Path(args.report)
+        text = result.to_html() if path.suffix.lower() in (".html", ".htm") else result.to_markdown()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    if not result.ok:
+        text = result.to_html() if args.report_format == "html" else result.to_markdown()
+        print(text, file=sys.stderr)
+        print(f"kanalysis import: {len(result.report.errors)} error(s); no cohort written.",
+              file=sys.stderr)
+        return 1
+    folder = result.save(args.out, format=args.format)
+    if args.id_key and result.id_key is not None:
+        key = Path(args.id_key)
+        key.parent.mkdir(parents=True, exist_ok=True)
+        tmp = key.with_name(f".{key.name}.tmp")
+        result.id_key.to_csv(tmp, index=False)
+        tmp.replace(key)
+    n_warn = len(result.report.warnings)
+    print(f"wrote {folder}: {result.cohort.n_subjects} subjects "
+          f"({', '.join(f'{n} {len(t)}' for n, t in result.cohort.tables.items())}); "
+          f"{n_warn} warning(s); report in {folder / 'import_report.md'}")
+    return 0
+
+
+_COMMANDS = ["synth", "validate", "summary", "run", "figures", "import"]
 
 
 def build_parser() -> argparse.ArgumentParser:

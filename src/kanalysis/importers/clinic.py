@@ -1,0 +1,655 @@
+"""Import a ketamine clinic's export (CSV, TSV, Parquet or Excel) through a mapping file.
+
+The mapping file (TOML or YAML; see ``examples/mapping_clinic.toml`` and ``docs/own_data.md``) has one
+section per cohort table. Each section names the input ``file`` and, under ``columns``, which of the
+file's columns holds each kanalysis column. Calendar dates (``datetime`` or ``date`` + ``time``) are
+turned into study days since each subject's first infusion, then dropped. Columns that look like
+direct identifiers are dropped and listed in the report; any other column the mapping does not use is
+an error unless listed under ``ignore``.
+
+Example
+-------
+>>> from kanalysis.importers import import_clinic
+>>> result = import_clinic("examples/mapping_clinic.toml")  # doctest: +SKIP
+>>> print(result.to_markdown())  # doctest: +SKIP
+>>> result.save("cohorts/my_clinic")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from kanalysis.errors import ConfigurationError
+from kanalysis.importers._common import (
+    ERROR,
+    WARNING,
+    ImportLog,
+    ImportResult,
+    days_between,
+    finish_import,
+    parse_datetimes,
+    read_table_file,
+    safe_values,
+    sheet_rows,
+    to_number,
+)
+from kanalysis.privacy import IDENTIFIER_KINDS, detect_identifiers
+from kanalysis.validation import ValidationReport
+
+__all__ = ["TARGETS", "import_clinic", "load_mapping"]
+
+# kanalysis columns each table can take from the export, and their kind:
+# text, number, bool, datetime (a calendar date-time converted to a study day), day (already a
+# study day), time (a clock time joined to a `date`).
+TARGETS: dict[str, dict[str, str]] = {
+    "subjects": {
+        "subject_id": "text", "arm": "text", "site": "text", "age": "number", "sex": "text",
+        "n_failed_trials": "number", "episode_duration_months": "number",
+        "anxious_distress": "number", "bmi": "number", "family_history_aud": "number",
+        "disposition": "text", "dropout_reason": "text", "dropout_day": "day",
+        "dropout_date": "datetime", "randomization_day": "day", "randomization_date": "datetime",
+        "birth_date": "datetime",
+    },
+    "assessments": {
+        "subject_id": "text", "datetime": "datetime", "date": "datetime", "time": "time",
+        "day": "day", "scale": "text", "score": "number", "visit": "text", "visit_number": "number",
+    },
+    "infusions": {
+        "subject_id": "text", "datetime": "datetime", "date": "datetime", "time": "time",
+        "end_datetime": "datetime", "infusion_number": "number", "drug": "text", "dose": "number",
+        "dose_unit": "text", "duration_min": "number", "phase": "text",
+    },
+    "vitals": {
+        "subject_id": "text", "infusion_number": "number", "datetime": "datetime",
+        "date": "datetime", "time": "time", "minute": "number", "sbp": "number", "dbp": "number",
+        "heart_rate": "number", "cadss": "number",
+    },
+    "adverse_events": {
+        "subject_id": "text", "datetime": "datetime", "date": "datetime", "time": "time",
+        "day": "day", "infusion_number": "number", "term": "text", "severity": "text",
+        "serious": "bool",
+    },
+    "clinical_events": {
+        "subject_id": "text", "datetime": "datetime", "date": "datetime", "time": "time",
+        "day": "day", "event": "text",
+    },
+}
+_SECTION_KEYS = {"file", "format", "sheet", "delimiter", "encoding", "date_format", "dayfirst",
+                 "columns", "constants", "values", "ignore", "where"}
+_TOP_KEYS = {"cohort", "defaults", *TARGETS}
+_MODEL_ORDER = {
+    "subjects": ["subject_id", "arm", "site", "age", "sex", "n_failed_trials",
+                 "episode_duration_months", "anxious_distress", "bmi", "family_history_aud",
+                 "disposition", "dropout_day", "dropout_reason", "randomization_day"],
+    "assessments": ["subject_id", "scale", "day", "visit", "visit_number", "score"],
+    "infusions": ["subject_id", "infusion_number", "day", "drug", "dose", "dose_unit",
+                  "duration_min", "phase"],
+    "vitals": ["subject_id", "infusion_number", "minute", "sbp", "dbp", "heart_rate", "cadss"],
+    "adverse_events": ["subject_id", "day", "infusion_number", "term", "severity", "serious"],
+    "clinical_events": ["subject_id", "day", "event"],
+}
+# Text columns whose content is checked for identifiers even though the mapping names them.
+_CONTENT_CHECKED = {"site", "dropout_reason", "term", "visit", "arm"}
+_TRUE = {"1", "1.0", "true", "yes", "y", "t", "ja"}
+_FALSE = {"0", "0.0", "false", "no", "n", "f", "nei"}
+
+
+def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a mapping file (``.toml``, ``.yaml`` or ``.yml``).
+
+    Every problem in the mapping is reported at once in one :class:`ConfigurationError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"Mapping file {str(path)!r} does not exist.")
+    text = path.read_bytes()
+    try:
+        if path.suffix.lower() == ".toml":
+            mapping = tomllib.loads(text.decode("utf-8"))
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            mapping = yaml.safe_load(text.decode("utf-8")) or {}
+        else:
+            raise ConfigurationError(
+                f"Mapping file {path.name}: use a .toml, .yaml or .yml file."
+            )
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigurationError(f"Mapping file {path.name} cannot be parsed: {err}") from None
+    problems = []
+    if not isinstance(mapping, dict):
+        raise ConfigurationError(f"Mapping file {path.name}: the top level must be a table of sections.")
+    for key in mapping:
+        if key not in _TOP_KEYS:
+            problems.append(f"unknown section [{key}]; sections are {', '.join(sorted(_TOP_KEYS))}")
+    for table in ("assessments", "infusions"):
+        if table not in mapping:
+            problems.append(f"section [{table}] is required (the cohort needs {table})")
+    for table, spec in mapping.items():
+        if table not in TARGETS:
+            continue
+        if not isinstance(spec, dict):
+            problems.append(f"[{table}] must be a table of settings")
+            continue
+        for key in spec:
+            if key not in _SECTION_KEYS:
+                problems.append(f"[{table}] unknown key {key!r}; keys are {', '.join(sorted(_SECTION_KEYS))}")
+        if "file" not in spec and table != "subjects":
+            problems.append(f"[{table}] needs `file`, the export to read")
+        columns = spec.get("columns", {}) or {}
+        constants = spec.get("constants", {}) or {}
+        for target in [*columns, *constants]:
+            if target not in TARGETS[table]:
+                problems.append(
+                    f"[{table}] unknown kanalysis column {target!r}; allowed: "
+                    f"{', '.join(TARGETS[table])}"
+                )
+        if "file" in spec and "subject_id" not in columns:
+            problems.append(f"[{table}.columns] must name the subject column (subject_id = ...)")
+        when = {"datetime", "date", "day"} & set(columns)
+        if table in ("assessments", "infusions", "adverse_events", "clinical_events") and not when:
+            problems.append(f"[{table}.columns] needs `datetime` or `date` (or `day`) ")
+        if "time" in columns and "date" not in columns:
+            problems.append(f"[{table}.columns] `time` needs `date` beside it")
+        for target, values in (spec.get("values", {}) or {}).items():
+            if not isinstance(values, dict):
+                problems.append(f"[{table}.values.{target}] must map your values to kanalysis values")
+    if problems:
+        raise ConfigurationError(
+            f"Mapping file {path.name} has {len(problems)} problem(s):\n- " + "\n- ".join(problems)
+        )
+    mapping["_base"] = path.parent
+    mapping["_name"] = path.name
+    return mapping
+
+
+def import_clinic(
+    mapping: str | os.PathLike | dict[str, Any],
+    *,
+    pseudonymise: bool | None = None,
+) -> ImportResult:
+    """Import a clinic export described by a mapping file into a cohort.
+
+    Parameters
+    ----------
+    mapping : path or dict
+        The mapping file (or an already loaded mapping from :func:`load_mapping`).
+    pseudonymise : bool, optional
+        Replace subject ids by ``P0001``, ``P0002`` ... (numbered by first infusion, then by id).
+        Default: the mapping's ``[defaults] pseudonymise_ids`` setting, else True (clinic ids are
+        usually record numbers). The key is in ``result.id_key``; it is never written into the
+        cohort folder.
+
+    Returns
+    -------
+    ImportResult
+        ``result.ok`` tells whether the cohort can be saved; ``result.to_markdown()`` lists every
+        problem (table/file, column, rows, rule) and what was dropped and why.
+
+    Notes
+    -----
+    Study day = (date-time - the subject's first infusion date-time) / 24 h, so the first infusion is
+    day 0, a rating 40 minutes after it day 0.02778 and screening negative. Dates without a time are
+    taken at midnight; when infusion times are missing too, days are whole numbers.
+    """
+    if not isinstance(mapping, dict):
+        mapping = load_mapping(mapping)
+    base = Path(mapping.get("_base", "."))
+    defaults = mapping.get("defaults", {}) or {}
+    cohort_spec = mapping.get("cohort", {}) or {}
+    report = ValidationReport()
+    log = ImportLog(source="clinic")
+    if pseudonymise is None:
+        pseudonymise = bool(defaults.get("pseudonymise_ids", True))
+
+    # A long export can feed several tables: a column mapped by any section reading the same file
+    # is accounted for.
+    used_by_file: dict[str, set[str]] = {}
+    for table in TARGETS:
+        spec = mapping.get(table) or {}
+        if "file" in spec:
+            cols = set((spec.get("columns") or {}).values()) | set(spec.get("where") or {})
+            used_by_file.setdefault(str(spec["file"]), set()).update(cols)
+
+    staged: dict[str, pd.DataFrame] = {}
+    whens: dict[str, pd.Series] = {}
+    for table in TARGETS:
+        spec = mapping.get(table)
+        if spec is None or "file" not in spec:
+            continue
+        loaded = _stage_table(table, spec, defaults, base, report, log,
+                              used_by_file.get(str(spec["file"]), set()))
+        if loaded is not None:
+            staged[table], whens[table] = loaded
+
+    if "infusions" not in staged or "assessments" not in staged:
+        return finish_import(None, {}, report, log)
+
+    # Time origin: each subject's first infusion.
+    inf = staged["infusions"]
+    anchor = whens["infusions"].groupby(inf["subject_id"]).min()
+    no_time = anchor.isna()
+    if no_time.any():
+        report.add("infusions", "datetime", None,
+                   "subject(s) with no dated infusion: study days cannot be computed",
+                   [f"{int(no_time.sum())} subject(s)"])
+
+    tables: dict[str, pd.DataFrame] = {}
+    for table, df in staged.items():
+        when = whens.get(table)
+        if table == "subjects":
+            continue
+        out = df.copy()
+        if when is not None and when.notna().any():
+            start = out["subject_id"].map(anchor)
+            if _date_only(mapping.get(table, {})):
+                # Dates without clock times count whole days from the date of the first infusion.
+                start = start.dt.normalize()
+            day = days_between(when, start)
+            out["day"] = day if "day" not in out else out["day"].where(out["day"].notna(), day)
+            log.notes.append(
+                f"{table}: calendar dates converted to study days since each subject's first "
+                "infusion, then dropped"
+            )
+        tables[table] = out
+
+    tables["infusions"] = _finish_infusions(tables["infusions"], whens["infusions"], mapping, report, log)
+    tables["assessments"] = _finish_assessments(tables["assessments"], report, log)
+    if "vitals" in tables:
+        tables["vitals"] = _finish_vitals(tables["vitals"], whens["vitals"], whens["infusions"], tables["infusions"], staged["infusions"], report)
+    if "adverse_events" in tables:
+        tables["adverse_events"] = _link_infusion(tables["adverse_events"], tables["infusions"], log)
+    tables["subjects"] = _finish_subjects(staged.get("subjects"), whens.get("subjects"), anchor,
+                                          tables, mapping.get("subjects", {}) or {}, report, log)
+
+    id_key = None
+    if pseudonymise:
+        tables, id_key = _pseudonymise(tables, anchor, log)
+
+    for table in list(tables):
+        order = [c for c in _MODEL_ORDER[table] if c in tables[table].columns]
+        tables[table] = tables[table][order].reset_index(drop=True)
+        log.rows(table, int(staged[table].attrs.get("rows_read", len(tables[table])))
+                 if table in staged else len(tables[table]), len(tables[table]))
+
+    metadata = {
+        "name": cohort_spec.get("name", Path(mapping.get("_name", "clinic")).stem),
+        "design": cohort_spec.get("design", "clinic"),
+        "source": "clinic",
+        "privacy": "strict",
+        "min_cell_count": int(cohort_spec.get("min_cell_count", 11)),
+    }
+    if "primary_scale" in cohort_spec:
+        metadata["primary_scale"] = cohort_spec["primary_scale"]
+    return finish_import(tables, metadata, report, log, id_key=id_key)
+
+
+# --- one table -------------------------------------------------------------------------------------
+def _stage_table(
+    table: str, spec: dict, defaults: dict, base: Path, report: ValidationReport, log: ImportLog,
+    used_elsewhere: set[str],
+) -> tuple[pd.DataFrame, pd.Series] | None:
+    path = (base / spec["file"]).resolve() if not Path(spec["file"]).is_absolute() else Path(spec["file"])
+    label = f"{path.name} ({table})"
+    setting = {**{k: v for k, v in defaults.items() if k in _SECTION_KEYS}, **spec}
+    raw = read_table_file(
+        path, label=label, report=report, format=setting.get("format"),
+        encoding=setting.get("encoding", "utf-8"), sheet=setting.get("sheet"),
+        delimiter=setting.get("delimiter"),
+    )
+    if raw is None:
+        return None
+    if not any(f["file"] == path.name for f in log.files):
+        log.add_file(path, table, len(raw), raw.shape[1])
+    else:
+        next(f for f in log.files if f["file"] == path.name)["role"] += f", {table}"
+    raw.columns = [str(c).strip() for c in raw.columns]
+    rows_read = len(raw)
+
+    # Row filter for long exports holding several record types in one file.
+    where = spec.get("where", {}) or {}
+    used_for_filter = set()
+    keep_rows = pd.Series(True, index=raw.index)
+    for column, wanted in where.items():
+        if column not in raw.columns:
+            report.add(label, column, None, f"`where` names a column that is not in the file; columns: {', '.join(raw.columns)}")
+            continue
+        used_for_filter.add(column)
+        wanted_values = wanted if isinstance(wanted, list) else [wanted]
+        keep_rows &= raw[column].astype(str).isin([str(w) for w in wanted_values])
+    positions = pd.Series(np.arange(len(raw)), index=raw.index)
+
+    columns: dict[str, str] = dict(spec.get("columns", {}) or {})
+    constants: dict[str, Any] = dict(spec.get("constants", {}) or {})
+    recodes: dict[str, dict] = dict(spec.get("values", {}) or {})
+    ignore = set(spec.get("ignore", []) or [])
+
+    missing = [f"{t} = {c!r}" for t, c in columns.items() if c not in raw.columns]
+    if missing:
+        report.add(label, ", ".join(c for c in columns.values() if c not in raw.columns), None,
+                   f"mapped column(s) not in the file ({'; '.join(missing)}); columns present: "
+                   f"{', '.join(raw.columns)}")
+    mapped_sources = {c for c in columns.values() if c in raw.columns}
+
+    # Identifier screen of every column no section of the mapping uses.
+    unmapped = [c for c in raw.columns if c not in mapped_sources and c not in used_for_filter
+                and c not in used_elsewhere]
+    findings = detect_identifiers(raw[unmapped], table=label) if unmapped else detect_identifiers(raw.iloc[:, :0])
+    log.drop_identifiers(path.name, findings)
+    flagged = set(findings["column"])
+    for column in unmapped:
+        if column in flagged:
+            continue
+        if column in ignore:
+            log.drop(label, column, "listed under `ignore` in the mapping")
+            continue
+        report.add(
+            label, column, None,
+            "unmapped column: map it under [" + table + ".columns] or list it under `ignore` "
+            "(nothing is dropped silently)",
+        )
+    for column in ignore - set(raw.columns):
+        report.add(label, column, None, "`ignore` names a column that is not in the file", severity=WARNING)
+
+    data = raw[keep_rows]
+    if where:
+        log.notes.append(f"{label}: kept {int(keep_rows.sum())} of {rows_read} rows by `where` {where}")
+    pos = positions[keep_rows]
+    out = pd.DataFrame(index=data.index)
+    kinds = TARGETS[table]
+    date_format = setting.get("date_format")
+    dayfirst = setting.get("dayfirst")
+    datetimes: dict[str, pd.Series] = {}
+
+    for target, source in columns.items():
+        if source not in data.columns:
+            continue
+        kind = kinds[target]
+        values = data[source]
+        sub_report = ValidationReport()
+        if kind == "datetime":
+            datetimes[target] = parse_datetimes(values, label=label, column=source, report=sub_report,
+                                                date_format=date_format, dayfirst=dayfirst)
+            log.drop(label, source, f"calendar date mapped to {target}: converted to a study day, then dropped", "exact_date")
+        elif kind == "time":
+            datetimes["time"] = values
+            log.drop(label, source, "clock time: joined to the date, converted to a study day, then dropped", "exact_date")
+        elif kind in ("number", "day"):
+            out[target] = to_number(values, label=label, column=source, report=sub_report)
+            log.keep(table, target, f"{path.name}:{source}", "number")
+        elif kind == "bool":
+            out[target] = _to_bool(values, label, source, recodes.get(target), sub_report)
+            log.keep(table, target, f"{path.name}:{source}", "true/false")
+        else:
+            text = values.astype(object).where(values.notna(), None)
+            text = text.map(lambda v: str(v).strip() if v is not None else None)
+            if target in recodes:
+                table_map = {str(k): v for k, v in recodes[target].items()}
+                text = text.map(lambda v, m=table_map: m.get(v, v) if v is not None else None)
+            out[target] = text
+            log.keep(table, target, f"{path.name}:{source}", "recoded" if target in recodes else "copied")
+            if target in _CONTENT_CHECKED:
+                hit = detect_identifiers(pd.DataFrame({source: data[source]}), table=label, by_name=False)
+                if not hit.empty:
+                    out[target] = None
+                    log.drop(label, source, f"identifier in a mapped column: {hit['reason'].iloc[0]}; "
+                             f"{target} left empty", hit["kind"].iloc[0])
+                    report.add(label, source, None,
+                               f"{target} looks like {IDENTIFIER_KINDS[hit['kind'].iloc[0]]}; its values "
+                               "were removed", severity=WARNING)
+        # Rows in the sub-report are positions among kept rows; translate to file rows.
+        for p in sub_report.problems.itertuples(index=False):
+            report.add(p.table, p.column, _translate_rows(p.rows, pos), p.rule, p.values, p.severity)
+
+    for target, value in constants.items():
+        out[target] = value
+        log.keep(table, target, f"constant {value!r}", "constant")
+
+    # Subject key: trimmed text; missing ids are errors with their rows.
+    if "subject_id" in out:
+        missing_id = out["subject_id"].isna() | (out["subject_id"] == "")
+        if missing_id.any():
+            report.add(label, columns.get("subject_id"), sheet_rows(pos[missing_id]),
+                       "missing subject id")
+        out = out[~missing_id]
+        pos = pos[~missing_id]
+        for k in datetimes:
+            datetimes[k] = datetimes[k][~missing_id]
+
+    when = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
+    if "datetime" in datetimes:
+        when = datetimes["datetime"]
+    elif "date" in datetimes:
+        when = datetimes["date"]
+        if "time" in datetimes:
+            when = _join_time(when, datetimes["time"], label, columns.get("time"), pos, report)
+    if table == "subjects":
+        for target in ("dropout_date", "randomization_date", "birth_date"):
+            if target in datetimes:
+                out[target] = datetimes[target]
+    if table == "infusions" and "end_datetime" in datetimes:
+        out["end_datetime"] = datetimes["end_datetime"]
+    if table != "subjects" and {"datetime", "date"} & set(columns) and when.isna().any():
+        gaps = when.isna()
+        report.add(label, columns.get("datetime") or columns.get("date"), sheet_rows(pos[gaps]),
+                   "missing or unreadable date: the record cannot be placed in time")
+
+    # Duplicated records.
+    if table == "subjects" and "subject_id" in out:
+        dup = out["subject_id"].duplicated(keep=False)
+        if dup.any():
+            report.add(label, columns.get("subject_id"), sheet_rows(pos[dup]),
+                       f"duplicated subject rows: {out.loc[dup, 'subject_id'].nunique()} subject(s) "
+                       "appear more than once; keep one row per subject")
+    elif table in ("assessments", "infusions") and "subject_id" in out:
+        key = out[["subject_id"]].assign(_when=when)
+        if table == "assessments" and "scale" in out:
+            key["scale"] = out["scale"]
+        dup = key.duplicated(keep=False) & when.notna()
+        if dup.any():
+            report.add(label, None, sheet_rows(pos[dup]),
+                       f"duplicated {table} rows: same subject{', scale' if table == 'assessments' else ''} "
+                       "and date-time", severity=ERROR)
+    out.attrs["rows_read"] = rows_read
+    out.attrs["positions"] = pos
+    return out, when
+
+
+def _translate_rows(rows, pos: pd.Series):
+    if rows is None or rows == "":
+        return rows
+    try:
+        numbers = [int(r) - 2 for r in str(rows).split(" ...")[0].split(", ")]
+    except ValueError:
+        return rows
+    return [int(pos.iloc[n]) + 2 for n in numbers if 0 <= n < len(pos)]
+
+
+def _join_time(date: pd.Series, time: pd.Series, label: str, column: str | None,
+               pos: pd.Series, report: ValidationReport) -> pd.Series:
+    text = time.astype(object).where(time.notna(), None).map(
+        lambda v: None if v is None else (v.strftime("%H:%M:%S") if hasattr(v, "strftime") else str(v).strip())
+    )
+    delta = pd.to_timedelta(text.map(lambda v: v if v is None or v.count(":") == 2 else f"{v}:00"), errors="coerce")
+    bad = delta.isna() & text.notna()
+    if bad.any():
+        report.add(label, column, sheet_rows(pos[bad]), "clock time must look like HH:MM or HH:MM:SS")
+    return date + delta.fillna(pd.Timedelta(0))
+
+
+def _to_bool(values: pd.Series, label: str, column: str, recode: dict | None,
+             report: ValidationReport) -> pd.Series:
+    def convert(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return None
+        if recode and str(v) in recode:
+            return bool(recode[str(v)])
+        key = str(v).strip().lower()
+        if key in _TRUE:
+            return True
+        if key in _FALSE:
+            return False
+        return "bad"
+
+    converted = values.astype(object).map(convert)
+    bad = converted == "bad"
+    if bad.any():
+        report.add(label, column, sheet_rows(np.flatnonzero(bad.to_numpy())),
+                   "must be yes/no, true/false or 1/0 (or map values under [values])",
+                   safe_values(values[bad]))
+    return converted.where(~bad, None)
+
+
+# --- per-table finishing ---------------------------------------------------------------------------
+def _finish_infusions(inf: pd.DataFrame, when: pd.Series, mapping: dict, report, log) -> pd.DataFrame:
+    inf = inf.copy()
+    if "end_datetime" in inf:
+        if "duration_min" not in inf:
+            inf["duration_min"] = (inf["end_datetime"] - when) / pd.Timedelta(minutes=1)
+            log.keep("infusions", "duration_min", "end date-time minus start", "derived")
+        inf = inf.drop(columns="end_datetime")
+    if "infusion_number" not in inf:
+        order = pd.DataFrame({"s": inf["subject_id"], "w": when, "d": inf.get("day")})
+        inf["infusion_number"] = (
+            order.sort_values(["s", "w", "d"], kind="stable").groupby("s").cumcount() + 1
+        ).reindex(inf.index).astype(float)
+        log.keep("infusions", "infusion_number", "order of infusion dates within subject", "derived")
+    if "phase" not in inf:
+        inf["phase"] = "induction"
+        log.notes.append("infusions: no phase mapped; every infusion taken as 'induction'")
+        report.add("infusions", "phase", None,
+                   "no phase mapped: every infusion taken as induction (map `phase` or set it under "
+                   "[infusions.constants] if the clinic gives maintenance infusions)", severity=WARNING)
+    return inf
+
+
+def _finish_assessments(a: pd.DataFrame, report, log) -> pd.DataFrame:
+    a = a.copy()
+    if "scale" in a:
+        a["scale"] = a["scale"].map(lambda s: _canonical_scale(s))
+    if "visit_number" not in a and "day" in a:
+        a["visit_number"] = (
+            a.sort_values(["subject_id", "scale", "day"], kind="stable")
+            .groupby(["subject_id", "scale"]).cumcount()
+        ).reindex(a.index).astype(float)
+        log.keep("assessments", "visit_number", "order of assessment dates within subject and scale", "derived")
+    if "visit" not in a and "visit_number" in a:
+        # One label per number, so by-visit summaries stay consistent; baseline is derived from
+        # the days (last rating on or before the first infusion), not from the label.
+        a["visit"] = "visit" + a["visit_number"].astype("Int64").astype(str)
+        log.keep("assessments", "visit", "visit<visit_number>", "derived")
+    return a
+
+
+def _finish_vitals(v, when, inf_when, inf, inf_staged, report) -> pd.DataFrame:
+    v = v.copy()
+    starts = pd.DataFrame({"subject_id": inf["subject_id"], "infusion_number": inf["infusion_number"],
+                           "start": inf_when})
+    if "infusion_number" not in v and when.notna().any():
+        # The infusion a reading belongs to: the last one starting within 12 h before it.
+        rows = []
+        for idx, (sid, t) in enumerate(zip(v["subject_id"], when, strict=True)):
+            cand = starts[(starts["subject_id"] == sid) & (starts["start"] <= t + pd.Timedelta(hours=1))]
+            cand = cand[t - cand["start"] <= pd.Timedelta(hours=12)]
+            rows.append(cand.sort_values("start")["infusion_number"].iloc[-1] if len(cand) else np.nan)
+            del idx
+        v["infusion_number"] = rows
+    if "minute" not in v and when.notna().any():
+        merged = v[["subject_id", "infusion_number"]].merge(starts, how="left", on=["subject_id", "infusion_number"])
+        v["minute"] = ((when.to_numpy() - merged["start"].to_numpy()) / pd.Timedelta(minutes=1))
+    lost = v["infusion_number"].isna() if "infusion_number" in v else pd.Series(False, index=v.index)
+    if lost.any():
+        report.add("vitals", "infusion_number", sheet_rows(np.flatnonzero(lost.to_numpy())),
+                   "reading not within 12 h after any infusion of the subject")
+    return v.drop(columns=[c for c in ("day",) if c in v])
+
+
+def _link_infusion(ae: pd.DataFrame, inf: pd.DataFrame, log) -> pd.DataFrame:
+    if "infusion_number" in ae or "day" not in ae:
+        return ae
+    ae = ae.copy()
+    numbers = []
+    for sid, day in zip(ae["subject_id"], ae["day"], strict=True):
+        prior = inf[(inf["subject_id"] == sid) & (inf["day"] <= day + 1e-9)]
+        numbers.append(prior["infusion_number"].max() if len(prior) else np.nan)
+    ae["infusion_number"] = numbers
+    log.keep("adverse_events", "infusion_number", "last infusion on or before onset", "derived")
+    return ae
+
+
+def _date_only(spec: dict) -> bool:
+    columns = (spec or {}).get("columns", {}) or {}
+    return "date" in columns and "time" not in columns and "datetime" not in columns
+
+
+def _finish_subjects(subjects, when, anchor, tables, spec, report, log) -> pd.DataFrame:
+    ids = pd.Index(sorted(set(tables["infusions"]["subject_id"]) | set(tables["assessments"]["subject_id"])))
+    if subjects is None:
+        subjects = pd.DataFrame({"subject_id": ids})
+        for target, value in (spec.get("constants", {}) or {}).items():
+            subjects[target] = value
+            log.keep("subjects", target, f"constant {value!r}", "constant")
+        log.notes.append("subjects: no subjects file; one row per subject id seen in infusions or assessments")
+    s = subjects.copy()
+    # Subject dates (dropout, randomisation, birth) are calendar dates: whole days from the date of
+    # the first infusion.
+    s_anchor = s["subject_id"].map(anchor).dt.normalize()
+    for target, day_col in (("dropout_date", "dropout_day"), ("randomization_date", "randomization_day")):
+        if target in s:
+            s[day_col] = days_between(s[target], s_anchor) if day_col not in s else s[day_col]
+            s = s.drop(columns=target)
+            log.keep("subjects", day_col, f"{target} minus first infusion", "derived")
+    if "birth_date" in s:
+        age = days_between(s_anchor, s["birth_date"]) / 365.25
+        s["age"] = s["age"].where(s["age"].notna(), age) if "age" in s else np.floor(age)
+        s = s.drop(columns="birth_date")
+        log.keep("subjects", "age", "whole years from date of birth to first infusion", "derived")
+    if "disposition" not in s:
+        dropped = s["dropout_day"].notna() if "dropout_day" in s else pd.Series(False, index=s.index)
+        s["disposition"] = np.where(dropped, "dropped_out", "completed")
+        log.keep("subjects", "disposition", "'dropped_out' where a dropout date is given, else 'completed'", "derived")
+    for column in ("dropout_day", "dropout_reason", "site", "episode_duration_months",
+                   "anxious_distress", "bmi", "family_history_aud"):
+        if column not in s:
+            s[column] = None if column in ("dropout_reason", "site") else np.nan
+            log.notes.append(f"subjects: {column} not in the export; left missing")
+    orphan = ~s["subject_id"].isin(anchor.index)
+    if orphan.any():
+        report.add("subjects", "subject_id", sheet_rows(np.flatnonzero(orphan.to_numpy())),
+                   "subject has no infusion: the first infusion is the time origin, so the subject "
+                   "cannot be placed in time", severity=WARNING)
+    return s
+
+
+def _canonical_scale(name):
+    from kanalysis.scales import get_scale
+
+    if name is None:
+        return None
+    try:
+        return get_scale(str(name)).name
+    except ConfigurationError:
+        return name  # reported by the data-model validation with its rows
+
+
+def _pseudonymise(tables: dict[str, pd.DataFrame], anchor: pd.Series, log: ImportLog):
+    ids = set()
+    for t in tables.values():
+        ids |= set(t["subject_id"].dropna())
+    first = anchor.reindex(sorted(ids))
+    order = sorted(ids, key=lambda s: (pd.isna(first.get(s)), first.get(s) if pd.notna(first.get(s)) else pd.Timestamp(0), str(s)))
+    width = max(4, len(str(len(order))))
+    key = {orig: f"P{i + 1:0{width}d}" for i, orig in enumerate(order)}
+    out = {}
+    for name, t in tables.items():
+        t = t.copy()
+        t["subject_id"] = t["subject_id"].map(key)
+        out[name] = t
+    log.notes.append("subject ids replaced by pseudonyms P0001, P0002 ... (numbered by first infusion); "
+                     "the key is not stored in the cohort folder")
+    return out, pd.DataFrame({"original_id": list(key), "subject_id": list(key.values())})
