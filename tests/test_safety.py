@@ -392,6 +392,28 @@ def test_infusion_trend_peak_sbp_matches_lme4(frozen):
 def test_infusion_trend_bad_outcome(frozen):
     with pytest.raises(ConfigurationError, match="outcome"):
         safety.infusion_trend(frozen, "peak_madrs")
+    with pytest.raises(ConfigurationError, match="random_slope"):
+        safety.infusion_trend(frozen, "peak_cadss", random_slope="yes")
+
+
+@needs_lmm
+def test_infusion_trend_drops_slope_with_few_repeated_subjects(frozen):
+    # Keep three subjects with all their sessions and only the first infusion of the others.
+    vitals = frozen.vitals
+    keep = vitals["subject_id"].isin(["S001", "S004", "S005"]) | (vitals["infusion_number"] == 1)
+    res = safety.infusion_trend(vitals.loc[keep], "peak_cadss", subjects=frozen.subjects)
+    assert res.random_slope is False and res.re_formula == "~ 1"
+    assert "3 subject(s) with repeated sessions" in res.note
+    assert len(res.data) == keep.groupby(
+        [vitals["subject_id"], vitals["infusion_number"]]).any().sum()
+
+
+@needs_lmm
+def test_infusion_trend_three_arms_with_string_dtype(cohort_maintenance):
+    # load_cohort gives pandas "string" columns; arm must still enter as a factor.
+    res = safety.infusion_trend(cohort_maintenance, "peak_sbp_change", random_slope=False)
+    terms = res.to_frame()["term"].tolist()
+    assert len(terms) == 6 and sum("arm" in t for t in terms) == 4
 
 
 # ---------------------------------------------------------------- bundled synthetic cohorts

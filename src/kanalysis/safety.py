@@ -374,6 +374,15 @@ def _as_list(by: str | Sequence[str] | None) -> list[str]:
     return list(by)
 
 
+def _plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cast pandas ``string`` columns to object so that formula parsers treat them as factors."""
+    out = frame.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.StringDtype):
+            out[col] = out[col].astype(object)
+    return out
+
+
 def _check_variables(variables: str | Sequence[str]) -> list[str]:
     out = [variables] if isinstance(variables, str) else list(variables)
     if not out:
@@ -916,7 +925,7 @@ def infusion_trend(
     peaks = session_peaks(data, variable, baseline=baseline, subjects=subjects)
     frame = peaks.rename(columns={column: outcome})
     frame = frame.loc[frame[outcome].notna(), ["subject_id", "arm", "infusion_number", outcome]]
-    frame = frame.reset_index(drop=True)
+    frame = _plain_strings(frame.reset_index(drop=True))
     frame["infusion_index"] = frame["infusion_number"] - 1
     if frame.empty:
         raise DataValidationError(
@@ -956,7 +965,8 @@ def infusion_trend(
                 if w not in boundary or random_slope is True:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             if boundary and random_slope == "auto":
-                note = f"the random-slope fit warned: {boundary[0].message}"
+                first_sentence = str(boundary[0].message).split(". ")[0]
+                note = f"the random-slope fit warned: {first_sentence}"
             else:
                 return InfusionTrendResult(outcome, formula, "~ 1 + infusion_index", True, res,
                                            frame)
@@ -1484,7 +1494,7 @@ def dissociation_response(
     )
     frame["change"] = frame["score"] - frame["baseline"]
     frame = frame.dropna(subset=["peak_cadss", "baseline", "change", *adjust_for])
-    frame = frame.reset_index(drop=True)
+    frame = _plain_strings(frame.reset_index(drop=True))
     n_terms = 3 + len(adjust_for)
     if len(frame) <= n_terms:
         raise DataValidationError(
