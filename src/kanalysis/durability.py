@@ -52,7 +52,9 @@ from scipy import stats
 from kanalysis.errors import ConfigurationError, DataValidationError, StatisticalWarning
 
 __all__ = [
+    "CONFIRMATION_DAYS",
     "CONF_TYPES",
+    "RELAPSE_RULES",
     "CoxResult",
     "CumulativeIncidenceResult",
     "KaplanMeierResult",
@@ -588,6 +590,7 @@ def cox(
     ties: str = "efron",
     start: str | None = None,
     strata: str | Sequence[str] | None = None,
+    reference: dict | None = None,
     conf_level: float = 0.95,
 ) -> CoxResult:
     """Cox proportional-hazards regression (statsmodels ``PHReg``) with R-style output.
@@ -614,6 +617,9 @@ def cox(
         Start-time column for counting-process data.
     strata : str or list of str, optional
         Columns defining strata with separate baseline hazards (R ``strata()``).
+    reference : dict, optional
+        Reference level per categorical column, e.g. ``{"arm": "no_maintenance"}`` so that the
+        HR is maintenance vs none (default: first sorted level, as R).
     conf_level : float
         Level of the HR confidence interval.
 
@@ -632,6 +638,15 @@ def cox(
         raise ConfigurationError(f"ties must be 'efron' or 'breslow', got {ties!r}.")
     z = _z(conf_level)
     strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
+    if reference:
+        table = table.copy()
+        for col, level in reference.items():
+            _require_columns(table, [col])
+            levels = _group_levels(table[col].dropna())
+            if level not in levels:
+                raise ConfigurationError(
+                    f"reference level {level!r} is not a level of {col!r}: {levels}.")
+            table[col] = pd.Categorical(table[col], [level] + [v for v in levels if v != level])
     x, terms = _design(table, formula)
     used = table.loc[x.index]
     t, e, _, s = _survival_arrays(used, time, event, None, start=start, strata=strata_cols)
@@ -1040,5 +1055,298 @@ def cumulative_incidence(
     return CumulativeIncidenceResult(pd.concat(frames, ignore_index=True), gname, causes, levels)
 
 
-def derive(*args, **kwargs):  # replaced below
-    raise NotImplementedError
+# --------------------------------------------------------------------------------------------
+# derivation of the per-subject durability table
+# --------------------------------------------------------------------------------------------
+#: Relapse rules and their published sources.
+RELAPSE_RULES = {
+    "a": "loss of response: improvement from baseline below 50% on 2 consecutive assessments "
+         "(Murrough et al. 2013, Biol Psychiatry 74:250)",
+    "b": "threshold: score >= 22 (MADRS) on 2 consecutive assessments 5-15 days apart "
+         "(SUSTAIN-1, Daly et al. 2019, JAMA Psychiatry 76:893)",
+    "c": "clinical event: hospitalisation for worsening depression or suicide attempt "
+         "(SUSTAIN-1, Daly et al. 2019), from the clinical_events table",
+}
+_RULE_ALIASES = {"loss_of_response": "a", "threshold": "b", "clinical_event": "c",
+                 "clinical_events": "c"}
+#: Default (min, max) days between the first and the confirming assessment, per rule.
+CONFIRMATION_DAYS = {"a": (0.0, math.inf), "b": (5.0, 15.0)}
+SUBJECT_COVARIATES = ("site", "age", "sex", "n_failed_trials", "episode_duration_months",
+                      "anxious_distress", "bmi", "family_history_aud", "disposition")
+
+
+def _parse_rules(relapse_rule) -> list[str]:
+    if isinstance(relapse_rule, str):
+        parts = relapse_rule.replace("|", "+").replace(",", "+").split("+")
+    else:
+        parts = list(relapse_rule)
+    rules = []
+    for p in parts:
+        key = _RULE_ALIASES.get(str(p).strip().lower(), str(p).strip().lower())
+        if key not in RELAPSE_RULES:
+            raise ConfigurationError(
+                f"Unknown relapse rule {p!r}. Use 'a' (loss of response), 'b' (threshold), "
+                "'c' (clinical events) or a combination such as 'b+c' (SUSTAIN-1)."
+            )
+        if key not in rules:
+            rules.append(key)
+    return rules
+
+
+def _confirmed(days, worse, gap, n_consecutive, unconfirmed_last):
+    """First index i whose worsening is confirmed, the confirming index j, and a flag.
+
+    Worsening at i is confirmed by assessment j, the later of the (n_consecutive - 1)-th next
+    observed assessment and the first one at least gap[0] days after i, when every observed
+    assessment from i to j is worse and day_j - day_i <= gap[1]. Worsening that runs into the end
+    of the data before it can be confirmed is unconfirmed: counted at i when
+    ``unconfirmed_last == "count"``.
+    Returns (i, j, unconfirmed_at_end) with -1 for "none".
+    """
+    n = len(days)
+    # run_end[k]: last index of the run of consecutive worse assessments starting at k
+    run_end = np.full(n, -1)
+    for k in range(n - 1, -1, -1):
+        if worse[k]:
+            run_end[k] = run_end[k + 1] if k + 1 < n and worse[k + 1] else k
+    for i in np.flatnonzero(worse):
+        j = max(i + n_consecutive - 1, int(np.searchsorted(days, days[i] + gap[0] - 1e-9)))
+        if j < n:
+            if j <= run_end[i] and days[j] - days[i] <= gap[1] + 1e-9:
+                return i, j, False
+            continue
+        if run_end[i] == n - 1:
+            # worse from i to the last assessment, confirmation not possible any more
+            return (i, -1, True) if unconfirmed_last == "count" else (-1, -1, True)
+    return -1, -1, False
+
+
+def derive(
+    cohort,
+    scale: str | None = None,
+    relapse_rule: str | Sequence[str] = "a",
+    *,
+    origin: str = "auto",
+    response_reduction: float | None = None,
+    relapse_score: float = 22.0,
+    n_consecutive: int = 2,
+    confirmation_days: dict | None = None,
+    clinical_event_types: Sequence[str] = ("hospitalisation", "suicide_attempt"),
+    unconfirmed_last: str = "censor",
+    relapse_day: str = "first",
+    follow_up_days: float | None = None,
+    eligibility_window: float = 1.0,
+) -> pd.DataFrame:
+    """One row per subject at risk of relapse: time, event, censoring reason and covariates.
+
+    Steps, each rule a parameter with its published default:
+
+    1. Response status at every assessment (:func:`kanalysis.outcomes.responder_status`):
+       baseline = last non-missing score on or before the first infusion, response = >= 50%
+       reduction.
+    2. Time zero (``origin``): ``"first_response"`` (duration of response: the first responding
+       assessment), ``"last_induction"`` (day of the last induction infusion; only subjects in
+       response at the last assessment up to ``eligibility_window`` days later are at risk,
+       Murrough et al. 2013), ``"randomization"`` (``subjects.randomization_day``, the
+       maintenance design), or ``"auto"``: randomization when the subjects table has
+       randomisation days, else first response.
+    3. Relapse after time zero by ``relapse_rule`` (any of them, the earliest counts):
+       (a) loss of response, improvement < ``response_reduction`` (50%) on ``n_consecutive`` (2)
+       consecutive non-missing assessments (Murrough et al. 2013); (b) score >=
+       ``relapse_score`` (MADRS 22) on 2 consecutive assessments 5-15 days apart
+       (``confirmation_days``; SUSTAIN-1, Daly et al. 2019); (c) a clinical event of
+       ``clinical_event_types`` (SUSTAIN-1). Missed visits are skipped: "consecutive" means
+       consecutive non-missing assessments. Worsening at the last assessment that cannot be
+       confirmed any more is censored (``unconfirmed_last="censor"``, flagged in
+       ``unconfirmed_worsening``) or counted (``"count"``). The relapse day is the first
+       worse assessment (``relapse_day="first"``) or the confirming one (``"confirmation"``).
+    4. Otherwise censored at the last non-missing assessment, with ``censor_reason``:
+       ``dropout`` (the subject dropped out), ``end_of_follow_up`` (followed to the last planned
+       assessment or to ``follow_up_days``), ``last_assessment`` (completed, but later planned
+       assessments are missing) or ``no_follow_up`` (no assessment after time zero: time 0).
+
+    Parameters
+    ----------
+    cohort : kanalysis.Cohort
+        Needs ``subjects``, ``assessments`` and ``infusions``; ``clinical_events`` for rule (c).
+    scale : str, optional
+        Default: the cohort's primary scale.
+    relapse_rule : str or sequence
+        ``"a"``, ``"b"``, ``"c"`` or combinations (``"b+c"`` is SUSTAIN-1's definition).
+    follow_up_days : float, optional
+        Administrative end of follow-up, in days after time zero.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``subject_id, arm, time, event`` (1 relapse, 0 censored), ``censor_reason``,
+        ``status`` (0 censored, 1 relapse, 2 dropout: the competing risk for
+        :func:`cumulative_incidence`), ``relapse_by`` (rule that fired), ``origin``,
+        ``origin_day``, ``event_day`` (study day), ``baseline``, ``score_at_origin``,
+        ``unconfirmed_worsening`` and the subject covariates. Subjects not at risk (never
+        responded, no post-baseline data, baseline 0, not randomised) are listed with the
+        reason in ``result.attrs["excluded"]``.
+    """
+    from kanalysis.outcomes import responder_status
+
+    for name in ("subjects", "assessments", "infusions"):
+        if getattr(cohort, name, None) is None:
+            raise DataValidationError(f"derive needs a Cohort with a {name} table.")
+    rules = _parse_rules(relapse_rule)
+    if unconfirmed_last not in ("censor", "count"):
+        raise ConfigurationError(
+            f"unconfirmed_last must be 'censor' or 'count', got {unconfirmed_last!r}.")
+    if relapse_day not in ("first", "confirmation"):
+        raise ConfigurationError(
+            f"relapse_day must be 'first' or 'confirmation', got {relapse_day!r}.")
+    if n_consecutive < 1:
+        raise ConfigurationError(f"n_consecutive must be >= 1, got {n_consecutive}.")
+    gaps = dict(CONFIRMATION_DAYS, **(confirmation_days or {}))
+    subjects = cohort.subjects
+    has_rand = ("randomization_day" in subjects.columns
+                and subjects["randomization_day"].notna().any())
+    if origin == "auto":
+        origin = "randomization" if has_rand else "first_response"
+    if origin not in ("first_response", "last_induction", "randomization"):
+        raise ConfigurationError(
+            "origin must be 'auto', 'first_response', 'last_induction' or 'randomization', "
+            f"got {origin!r}.")
+    if origin == "randomization" and not has_rand:
+        raise DataValidationError(
+            "origin='randomization' needs subjects.randomization_day; this cohort has none.")
+    clin = getattr(cohort, "clinical_events", None)
+    if "c" in rules and clin is None:
+        raise ConfigurationError(
+            "relapse rule (c) needs the clinical_events table, which this cohort does not have; "
+            "use rule 'a' or 'b', or add clinical_events.csv.")
+
+    status = responder_status(cohort, scale, response_reduction=response_reduction)
+    all_rows = status.copy()
+    obs = status[status["score"].notna()]
+    sc_name = status["scale"].iloc[0] if len(status) else scale
+    # last planned assessment per subject (missing-score rows included)
+    a_all = cohort.assessments
+    a_all = a_all[a_all["scale"].astype(str).str.upper() == str(sc_name).upper()]
+    last_planned = a_all.groupby("subject_id")["day"].max()
+
+    from kanalysis.outcomes import baseline_scores
+
+    base = baseline_scores(cohort, scale).set_index("subject_id")["baseline"]
+    ind = cohort.infusions
+    last_induction = (ind[ind["phase"] == "induction"].groupby("subject_id")["day"].max()
+                      if "phase" in ind.columns else ind.groupby("subject_id")["day"].max())
+    events_by_subject = {}
+    if "c" in rules and len(clin):
+        ce = clin[clin["event"].isin(clinical_event_types)]
+        events_by_subject = {k: np.sort(v.to_numpy(float)) for k, v in ce.groupby("subject_id")["day"]}
+
+    groups = {k: v for k, v in obs.groupby("subject_id", sort=False)}
+    rows, excluded = [], []
+    subj = subjects.set_index("subject_id")
+    for sid, srow in subj.iterrows():
+        arm = srow.get("arm")
+        if sid not in base.index:
+            excluded.append((sid, arm, "no_baseline"))
+            continue
+        b = float(base[sid])
+        g = groups.get(sid)
+        if g is None or len(g) == 0:
+            if origin != "randomization":
+                excluded.append((sid, arm, "no_post_baseline_data"))
+                continue
+            g = obs.iloc[:0]
+        days = g["day"].to_numpy(float)
+        score = g["score"].to_numpy(float)
+        resp = g["response"].to_numpy(float)
+        if origin != "randomization" and b <= 0:
+            excluded.append((sid, arm, "baseline_zero"))
+            continue
+        # ---- time zero
+        if origin == "first_response":
+            hit = np.flatnonzero(resp == 1)
+            if len(hit) == 0:
+                excluded.append((sid, arm, "never_responded"))
+                continue
+            t0 = days[hit[0]]
+        elif origin == "last_induction":
+            if sid not in last_induction.index:
+                excluded.append((sid, arm, "no_induction_infusion"))
+                continue
+            t0 = float(last_induction[sid])
+            upto = np.flatnonzero(days <= t0 + eligibility_window)
+            if len(upto) == 0 or resp[upto[-1]] != 1:
+                excluded.append((sid, arm, "not_in_response_at_origin"))
+                continue
+        else:
+            t0 = srow.get("randomization_day")
+            if t0 is None or not np.isfinite(t0):
+                excluded.append((sid, arm, "not_randomised"))
+                continue
+            t0 = float(t0)
+        at0 = np.flatnonzero(days <= t0)
+        score0 = score[at0[-1]] if len(at0) else np.nan
+        after = days > t0
+        end = t0 + follow_up_days if follow_up_days is not None else math.inf
+        after &= days <= end + 1e-9
+        d_after, s_after, r_after = days[after], score[after], resp[after]
+        # ---- relapse candidates
+        cands = []  # (day, rule)
+        unconfirmed = False
+        for rule in rules:
+            if rule == "c":
+                ev = events_by_subject.get(sid)
+                if ev is not None:
+                    ev = ev[(ev > t0) & (ev <= end + 1e-9)]
+                    if len(ev):
+                        cands.append((float(ev[0]), "c"))
+                continue
+            if rule == "a":
+                # undefined improvement (baseline 0) is not evidence of relapse
+                worse = r_after == 0
+            else:
+                worse = s_after >= relapse_score
+            i, j, unc = _confirmed(d_after, worse, gaps[rule], n_consecutive, unconfirmed_last)
+            if i >= 0:
+                use = j if (relapse_day == "confirmation" and j >= 0) else i
+                cands.append((float(d_after[use]), rule))
+            elif unc:
+                unconfirmed = True
+        dropped = srow.get("disposition") == "dropped_out"
+        rec = {"subject_id": sid, "arm": arm}
+        if cands:
+            day_ev, by = min(cands)
+            rec.update(time=day_ev - t0, event=1, censor_reason=None, status=1, relapse_by=by,
+                       event_day=day_ev)
+        else:
+            if len(d_after):
+                last = float(d_after[-1])
+                if follow_up_days is not None and last >= end - 1e-9:
+                    reason = "end_of_follow_up"
+                elif dropped:
+                    reason = "dropout"
+                elif last >= float(last_planned.get(sid, last)) - 1e-9:
+                    reason = "end_of_follow_up"
+                else:
+                    reason = "last_assessment"
+            else:
+                last = t0
+                reason = "dropout" if dropped else "no_follow_up"
+            rec.update(time=last - t0, event=0, censor_reason=reason,
+                       status=2 if reason == "dropout" else 0, relapse_by=None, event_day=last)
+        rec.update(origin=origin, origin_day=t0, baseline=b, score_at_origin=score0,
+                   unconfirmed_worsening=bool(unconfirmed and not cands))
+        for c in SUBJECT_COVARIATES:
+            if c in subj.columns:
+                rec[c] = srow.get(c)
+        rows.append(rec)
+    cols = ["subject_id", "arm", "time", "event", "censor_reason", "status", "relapse_by",
+            "origin", "origin_day", "event_day", "baseline", "score_at_origin",
+            "unconfirmed_worsening"] + [c for c in SUBJECT_COVARIATES if c in subj.columns]
+    out = pd.DataFrame(rows, columns=cols)
+    out["event"] = out["event"].astype(int)
+    out["status"] = out["status"].astype(int)
+    out.attrs["excluded"] = pd.DataFrame(excluded, columns=["subject_id", "arm", "reason"])
+    out.attrs["relapse_rule"] = "+".join(rules)
+    out.attrs["origin"] = origin
+    del all_rows
+    return out

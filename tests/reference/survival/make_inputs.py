@@ -48,7 +48,8 @@ def synthetic_tables() -> dict[str, pd.DataFrame]:
     out = {}
     maint = synthetic.generate("maintenance", n_subjects=300, seed=11)
     tab = durability.derive(maint, scale="MADRS", relapse_rule="b+c", origin="randomization")
-    keep = ["subject_id", "arm", "time", "event", "status", "censor_reason", "origin_day"]
+    keep = ["subject_id", "arm", "time", "event", "status", "censor_reason", "origin_day",
+            "baseline", "age", "anxious_distress"]
     out["synthetic_maintenance.csv"] = tab[keep]
     cp = durability.counting_process(tab, maint.infusions)
     out["synthetic_maintenance_cp.csv"] = cp[["subject_id", "arm", "start", "stop", "event",

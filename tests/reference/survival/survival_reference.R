@@ -143,7 +143,7 @@ if (syn("synthetic_maintenance.csv")) {
 if (syn("synthetic_serial.csv")) {
   d <- inp("synthetic_serial.csv")
   out$km$synthetic_serial <- km_case(d, "arm", c(7, 14, 28, 56), tau = 28)
-  out$cox$synthetic_serial <- cox_case("Surv(time, event) ~ arm", d)
+  out$cox$synthetic_serial <- cox_case("Surv(time, event) ~ anxious_distress + baseline + age", d)
 }
 if (syn("synthetic_maintenance_cp.csv")) {
   # counting-process Cox: coxph(Surv(start, stop, event) ~ maintenance_infusions)
