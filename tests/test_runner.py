@@ -17,7 +17,7 @@ PARAMS_CELL = """\
 
 # %% tags=["parameters"]
 cohort_path: str = "data/synthetic/single"  # cohort folder
-scale: str | None = None  # outcome scale
+scale = None  # type: Optional[str] outcome scale
 output_dir: str = "reports/tiny"  # where outputs go
 fail: bool = False  # raise in the last cell
 privacy: str = "none"  # privacy mode
@@ -56,7 +56,7 @@ def test_declared_parameters_reads_types_defaults_and_help(tiny_dir):
     specs = runner.declared_parameters(tiny_dir / "01_tiny.py")
     assert list(specs) == ["cohort_path", "scale", "output_dir", "fail", "privacy"]
     assert specs["cohort_path"].default == "data/synthetic/single"
-    assert specs["scale"].type == "str | None"
+    assert specs["scale"].type == "Optional[str]" and specs["scale"].help == "outcome scale"
     assert specs["fail"].help == "raise in the last cell"
 
 

@@ -249,23 +249,35 @@ def declared_parameters(path: str | os.PathLike[str]) -> dict[str, ParameterSpec
     lines = source.splitlines()
     specs: dict[str, ParameterSpec] = {}
     for node in ast.parse(source).body:
-        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+        # `name: type = value  # help`, or papermill's `name = value  # type: T help` (used for
+        # Optional types, whose annotation would need an import in the cell).
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            name, value, type_name = node.target.id, node.value, ast.unparse(node.annotation)
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            name, value, type_name = node.targets[0].id, node.value, ""
+        else:
             raise ConfigurationError(
-                f"{Path(path).name}: the parameters cell may hold only annotated literal "
-                f"assignments (`name: type = value  # help`); line {node.lineno} is not one."
+                f"{Path(path).name}: the parameters cell may hold only literal assignments "
+                f"(`name: type = value  # help`); line {node.lineno} is not one."
             )
         try:
-            default = ast.literal_eval(node.value) if node.value is not None else None
+            default = ast.literal_eval(value) if value is not None else None
         except ValueError as exc:
             raise ConfigurationError(
-                f"{Path(path).name}: parameter {node.target.id!r} must have a literal default "
+                f"{Path(path).name}: parameter {name!r} must have a literal default "
                 "(papermill does not recompute derived values)."
             ) from exc
         line = lines[node.lineno - 1]
         help_text = line.split("#", 1)[1].strip() if "#" in line else ""
-        specs[node.target.id] = ParameterSpec(
-            name=node.target.id, type=ast.unparse(node.annotation), default=default, help=help_text
-        )
+        if help_text.startswith("type:"):
+            parts = help_text[len("type:") :].split(None, 1)
+            type_name = parts[0] if parts else ""
+            help_text = parts[1].strip() if len(parts) > 1 else ""
+        specs[name] = ParameterSpec(name=name, type=type_name, default=default, help=help_text)
     return specs
 
 
@@ -577,7 +589,18 @@ class NotebookReport:
         self.cohort = load_cohort(self.params.cohort_path)
         if (self.cohort.metadata or {}).get("privacy") == "strict":
             self.privacy = "strict"
+        if self.params.scale is None:
+            # Thresholds could not be range-checked before the cohort named its primary scale.
+            p = self.params
+            validate_parameters(
+                cohort_path=p.cohort_path,
+                scale=self.cohort.primary_scale,
+                remission_threshold=p.remission_threshold,
+                relapse_threshold=p.relapse_threshold,
+                check_paths=False,
+            )
         self.results["privacy"] = self.privacy
+        self.results["scale"] = self.scale
         return self.cohort
 
     @property

@@ -37,6 +37,7 @@ __all__ = [
     "subject_flow",
     "table_one",
     "to_latex",
+    "validation_summary",
     "write_table",
 ]
 
@@ -609,6 +610,25 @@ def infusion_schedule(
         min_cell_count=min_cell_count,
         margins="none",
     )
+
+
+def validation_summary(report: Any, *, privacy: str = "none") -> pd.DataFrame:
+    """Problems of a :class:`kanalysis.validation.ValidationReport` as a table for a report.
+
+    With ``privacy="strict"`` the ``rows`` and ``values`` columns are dropped: offending values
+    are row-level data. Columns: ``severity``, ``table``, ``column``, ``rule`` (+ ``rows``,
+    ``values``), errors first.
+    """
+    check_privacy(privacy)
+    problems = report.problems.copy()
+    cols = ["severity", "table", "column", "rule"]
+    if privacy == "none":
+        cols += ["rows", "values"]
+    if problems.empty:
+        return pd.DataFrame(columns=cols)
+    problems["_order"] = problems["severity"].map({"error": 0, "warning": 1}).fillna(2)
+    problems = problems.sort_values(["_order", "table", "rule"], kind="stable")
+    return problems[cols].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
