@@ -57,6 +57,12 @@ def synthetic_tables() -> dict[str, pd.DataFrame]:
     serial = synthetic.generate("serial", n_subjects=200, seed=12)
     tab = durability.derive(serial, scale="MADRS", relapse_rule="a", origin="first_response")
     out["synthetic_serial.csv"] = tab[keep]
+    from kanalysis.outcomes import responder_status
+
+    single = synthetic.generate("single", n_subjects=120, seed=13)
+    status = responder_status(single, "MADRS")
+    out["synthetic_single_status.csv"] = status[["subject_id", "arm", "visit", "day", "score",
+                                                 "baseline", "response", "remission"]]
     return out
 
 
