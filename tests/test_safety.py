@@ -240,6 +240,43 @@ def test_return_to_baseline_hand_cases():
         safety.return_to_baseline(vitals, "sbp", tolerance={"dbp": 2})
 
 
+def test_return_to_baseline_matches_r(frozen):
+    ours = safety.return_to_baseline(frozen, "sbp")
+    ref = _frame("return_sessions_sbp")
+    merged = ours.merge(ref, on=["subject_id", "infusion_number"], suffixes=("", "_r"))
+    assert len(merged) == len(ref) == len(ours)
+    np.testing.assert_array_equal(merged["elevated"], merged["elevated_r"])
+    np.testing.assert_array_equal(merged["event"], merged["event_r"])
+    np.testing.assert_allclose(merged["return_minute"], merged["time"].astype(float),
+                               equal_nan=True)
+
+
+def test_return_time_summary_matches_survfit(frozen):
+    out = safety.return_time_summary(safety.return_to_baseline(frozen), by="arm")
+    ref = _frame("return_median")
+    merged = out.merge(ref, on=["variable", "arm"], suffixes=("", "_r"))
+    assert len(merged) == len(ref) == 8
+    np.testing.assert_array_equal(merged["n_elevated"], merged["n_elevated_r"])
+    np.testing.assert_array_equal(merged["n_returned"], merged["n_returned_r"])
+    np.testing.assert_allclose(merged["median_return_minute"], merged["median"])
+    lo, hi = safety.clopper_pearson(merged["n_returned"], merged["n_elevated"])
+    np.testing.assert_allclose(merged["lower"], lo)
+
+
+@pytest.mark.parametrize("case", REF["km_median_cases"])
+def test_km_median_matches_survfit(case):
+    returns = pd.DataFrame({
+        "variable": "sbp", "arm": "k", "elevated": True,
+        "event": np.asarray(case["event"], dtype=bool),
+        "return_minute": np.asarray(case["time"], dtype=float),
+    })
+    med = safety.return_time_summary(returns)["median_return_minute"].iloc[0]
+    if case["median"] is None:
+        assert np.isnan(med)
+    else:
+        assert med == pytest.approx(case["median"])
+
+
 # ---------------------------------------------------------------- adverse events
 
 

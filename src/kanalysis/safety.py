@@ -7,7 +7,7 @@ This module turns the ``vitals`` and ``adverse_events`` tables of a cohort (see
 - within-infusion courses (mean and t-based CI by minute, arm and infusion number):
   :func:`infusion_course`;
 - per-session peak change from the pre-infusion value and time back to baseline:
-  :func:`session_peaks`, :func:`return_to_baseline`;
+  :func:`session_peaks`, :func:`return_to_baseline`, :func:`return_time_summary`;
 - blood-pressure threshold exceedances with exact (Clopper-Pearson) CIs: :func:`exceedances`,
   :func:`session_exceedances`;
 - change of peak dissociation and peak blood-pressure rise over repeated infusions (linear mixed
@@ -63,6 +63,7 @@ __all__ = [
     "infusion_trend",
     "newcombe_difference",
     "poisson_rate_interval",
+    "return_time_summary",
     "return_to_baseline",
     "session_exceedances",
     "session_peaks",
@@ -635,6 +636,91 @@ def return_to_baseline(
         p["minutes_from_peak"] = p["return_minute"] - p["peak_minute"]
         pieces.append(p.drop(columns=["_last_minute", "_first_back"]))
     return pd.concat(pieces, ignore_index=True)
+
+
+def _km_median(time: np.ndarray, event: np.ndarray) -> float:
+    """Kaplan-Meier median with R's convention (midpoint where the curve is flat at 0.5)."""
+    event_times = np.unique(time[event])
+    surv = 1.0
+    for k, t in enumerate(event_times):
+        at_risk = np.sum(time >= t)
+        surv *= 1.0 - np.sum((time == t) & event) / at_risk
+        if abs(surv - 0.5) < 1e-12:
+            # Flat at exactly 0.5 until the next event time: R reports the midpoint.
+            return float((t + event_times[k + 1]) / 2) if k + 1 < len(event_times) else float(t)
+        if surv < 0.5:
+            return float(t)
+    return float("nan")
+
+
+def return_time_summary(
+    returns: pd.DataFrame,
+    by: str | Sequence[str] | None = "arm",
+    *,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Summarise :func:`return_to_baseline` per variable and group.
+
+    Among elevated sessions: how many came back within monitoring (with a Clopper-Pearson CI
+    for the share) and the Kaplan-Meier median minute of return (from infusion start), which
+    accounts for sessions censored at the end of monitoring; the median is missing when fewer
+    than half came back. Where the curve is flat at exactly 0.5 the median is the midpoint to the
+    next return time, as in R's ``survfit``.
+
+    Parameters
+    ----------
+    returns : DataFrame
+        Output of :func:`return_to_baseline`.
+    by : str or sequence of str or None, default "arm"
+        Grouping columns besides ``variable`` (e.g. ``["arm", "infusion_number"]``).
+    confidence : float, default 0.95
+
+    Returns
+    -------
+    DataFrame
+        ``variable``, the ``by`` columns, ``n_sessions``, ``n_elevated``, ``n_returned``,
+        ``proportion_returned``, ``lower``, ``upper``, ``median_return_minute``.
+
+    References
+    ----------
+    Kaplan EL, Meier P (1958). Nonparametric estimation from incomplete observations. J Am Stat
+    Assoc 53:457-481.
+
+    Examples
+    --------
+    >>> from kanalysis.safety import return_to_baseline, return_time_summary
+    >>> rtb = return_to_baseline(cohort, ["sbp", "cadss"])  # doctest: +SKIP
+    >>> return_time_summary(rtb, by="arm")  # doctest: +SKIP
+    """
+    _check_confidence(confidence)
+    _require_columns(returns, ["variable", "elevated", "event", "return_minute"], "returns")
+    groups = ["variable", *_as_list(by)]
+    _require_columns(returns, groups, "returns")
+    rows = []
+    for key, g in returns.groupby(groups, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        elevated = g.loc[g["elevated"].astype(bool)]
+        event = elevated["event"].astype(bool).to_numpy()
+        time = elevated["return_minute"].astype(float).to_numpy()
+        row = dict(zip(groups, key, strict=True))
+        row.update(
+            n_sessions=len(g),
+            n_elevated=len(elevated),
+            n_returned=int(event.sum()),
+            median_return_minute=_km_median(time, event) if len(elevated) else np.nan,
+        )
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    valid = out["n_elevated"] > 0
+    out["proportion_returned"] = (out["n_returned"] / out["n_elevated"]).where(valid)
+    out["lower"] = np.nan
+    out["upper"] = np.nan
+    if valid.any():
+        lo, hi = clopper_pearson(out.loc[valid, "n_returned"], out.loc[valid, "n_elevated"],
+                                 confidence)
+        out.loc[valid, "lower"], out.loc[valid, "upper"] = lo, hi
+    return out[[*groups, "n_sessions", "n_elevated", "n_returned", "proportion_returned",
+                "lower", "upper", "median_return_minute"]]
 
 
 # --------------------------------------------------------------------------------------------

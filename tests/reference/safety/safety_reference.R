@@ -9,6 +9,7 @@
 # assessments) with base R, so the Python code is checked end to end, not only its last step.
 
 suppressPackageStartupMessages({
+  library(survival)
   library(lme4)
   library(lmerTest)
   library(jsonlite)
@@ -105,6 +106,54 @@ peak_cadss <- peak_of("cadss")
 peak_sbp <- peak_of("sbp")
 out$peaks_sbp <- peak_sbp
 out$peaks_cadss <- peak_cadss
+
+# ---- 4b. return to baseline: first minute after the peak with value <= baseline + tolerance;
+# censored at the last non-missing post-start reading; only sessions with peak - baseline > tol.
+tolerances <- c(sbp = 10, dbp = 10, heart_rate = 10, cadss = 0)
+rtb_of <- function(var) {
+  tol <- tolerances[[var]]
+  rows <- lapply(split(v, v$key), function(s) {
+    s <- s[order(s$minute), ]
+    pre <- s[s$minute <= 0 & !is.na(s[[var]]), ]
+    post <- s[s$minute > 0 & !is.na(s[[var]]), ]
+    if (!nrow(pre) || !nrow(post)) return(NULL)
+    base <- pre[[var]][nrow(pre)]
+    i <- which.max(post[[var]])
+    elevated <- post[[var]][i] - base > tol
+    after <- post[post$minute > post$minute[i] & post[[var]] <= base + tol, ]
+    data.frame(subject_id = s$subject_id[1], arm = s$arm[1], infusion_number = s$infusion_number[1],
+               variable = var, elevated = elevated, event = elevated && nrow(after) > 0,
+               time = if (!elevated) NA else if (nrow(after)) after$minute[1] else max(post$minute))
+  })
+  do.call(rbind, rows)
+}
+rtb <- do.call(rbind, lapply(names(tolerances), rtb_of))
+out$return_sessions_sbp <- rtb[rtb$variable == "sbp", ]
+med_rows <- list()
+for (var in names(tolerances)) {
+  d <- rtb[rtb$variable == var & rtb$elevated, ]
+  # survfit(Surv(time, event) ~ arm); median as R reports it
+  fit <- survfit(Surv(time, event) ~ arm, data = d)
+  tab <- summary(fit)$table
+  med_rows[[var]] <- data.frame(variable = var, arm = sub("arm=", "", rownames(tab)),
+                                n_elevated = unname(tab[, "records"]),
+                                n_returned = unname(tab[, "events"]),
+                                median = unname(tab[, "median"]))
+}
+out$return_median <- do.call(rbind, med_rows)
+
+# Kaplan-Meier medians of small hand cases (ties, censoring, a curve flat at exactly 0.5).
+km_cases <- list(
+  list(time = c(10, 20, 30, 40), event = c(1, 1, 1, 1)),
+  list(time = c(10, 20, 20, 30, 40, 50), event = c(1, 0, 1, 1, 0, 1)),
+  list(time = c(20, 20, 40, 60, 60, 80), event = c(1, 1, 1, 0, 0, 0)),
+  list(time = c(20, 40, 60, 80), event = c(1, 0, 0, 0)),
+  list(time = c(10, 10, 20, 40, 60, 60, 80, 100), event = c(1, 1, 0, 1, 1, 0, 1, 1)))
+out$km_median_cases <- lapply(km_cases, function(k) {
+  # summary(survfit(Surv(time, event) ~ 1))$table["median"]
+  m <- summary(survfit(Surv(k$time, k$event) ~ 1))$table[["median"]]
+  list(time = k$time, event = k$event, median = m)
+})
 
 # ---- 5. mixed models over infusion number (lme4 + lmerTest Satterthwaite) ---------------------
 ctrl <- lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-12, maxfun = 1e5))
