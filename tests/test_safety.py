@@ -338,6 +338,12 @@ def test_ae_incidence_hand_case_zero_cells_and_population():
     assert out.loc[("nausea", "k"), "events_per_infusion"] == pytest.approx(1.0)
     severe = safety.ae_incidence(ae, subjects=subjects, infusions=infusions, severity="severe")
     assert severe.set_index(["term", "arm"]).loc[("nausea", "k"), "n_with_event"] == 1
+    # Text flags (as read from a CSV by hand) are understood; nonsense is an error.
+    text_ae = ae.assign(serious=["False", "True", "no", "0"])
+    ser = safety.ae_incidence(text_ae, subjects=subjects, infusions=infusions, serious_only=True)
+    assert ser.set_index(["term", "arm"]).loc[("nausea", "k"), "n_with_event"] == 1
+    with pytest.raises(DataValidationError, match="serious"):
+        safety.ae_incidence(ae.assign(serious="maybe"), subjects=subjects, serious_only=True)
     worst = safety.ae_by_severity(ae, subjects=subjects, infusions=infusions)
     worst = worst.set_index(["term", "arm", "severity"])["n_with_event"]
     assert (worst[("nausea", "k", "severe")], worst[("nausea", "k", "mild")]) == (1, 1)

@@ -384,6 +384,27 @@ def _plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_TRUE_TEXT = {"true": True, "t": True, "yes": True, "y": True, "1": True,
+              "false": False, "f": False, "no": False, "n": False, "0": False}
+
+
+def _as_bool(values: pd.Series, what: str) -> pd.Series:
+    """Read a yes/no column stored as bool, 0/1 or text ("True", "yes"); missing counts as False."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.fillna(False).astype(bool)
+    if pd.api.types.is_numeric_dtype(values):
+        return values.fillna(0).astype(float).ne(0)
+    text = values.astype("string").str.strip().str.lower()
+    mapped = text.map(_TRUE_TEXT)
+    bad = text.notna() & mapped.isna()
+    if bad.any():
+        raise DataValidationError(
+            f"{what} must be true/false; rows {list(values.index[bad.to_numpy()][:5])} have "
+            f"{sorted(set(values[bad].astype(str)))[:5]}."
+        )
+    return mapped.fillna(False).astype(bool)
+
+
 def _check_variables(variables: str | Sequence[str]) -> list[str]:
     out = [variables] if isinstance(variables, str) else list(variables)
     if not out:
@@ -1171,7 +1192,7 @@ def ae_incidence(
     _check_confidence(confidence)
     ae, n_subjects, n_infusions = _ae_inputs(data, subjects, infusions)
     if serious_only:
-        ae = ae.loc[ae["serious"].astype("boolean").fillna(False).astype(bool)]
+        ae = ae.loc[_as_bool(ae["serious"], "adverse_events.serious")]
     if severity is not None:
         wanted = _as_list(severity)
         unknown = sorted(set(wanted) - set(SEVERITY_ORDER))
