@@ -476,3 +476,19 @@ def test_synthetic_cohorts_run(design, request):
     assert ((inc["lower"] <= inc["proportion"]) & (inc["proportion"] <= inc["upper"])).all()
     course = safety.infusion_course(cohort, "sbp", by="arm")
     assert course["n"].sum() == cohort.vitals["sbp"].notna().sum()
+
+
+@needs_lmm
+def test_infusion_trend_first_vs_later_recovers_synthetic_attenuation(cohort_serial):
+    # The generator multiplies peak CADSS by `cadss_attenuation` after the first infusion; the
+    # later-infusion effect relative to the first-infusion mean should be close to it.
+    res = safety.infusion_trend(cohort_serial, "peak_cadss", trend="first_vs_later",
+                                random_slope=False)
+    fe = res.fit.fe_params
+    ratio = 1 + fe["later_infusion"] / fe["Intercept"]
+    assert ratio == pytest.approx(cohort_serial.truth["cadss_attenuation"], abs=0.1)
+    cat = safety.infusion_trend(cohort_serial, "peak_cadss", trend="categorical",
+                                random_slope=False)
+    assert len(cat.fit.fe_params) == cohort_serial.vitals["infusion_number"].nunique()
+    with pytest.raises(ConfigurationError, match="trend"):
+        safety.infusion_trend(cohort_serial, "peak_cadss", trend="quadratic")

@@ -921,8 +921,8 @@ class InfusionTrendResult:
     fit : object
         The :func:`kanalysis.lmm` result (``fe_params``, ``bse``, ``df``, ``cov_re``, ...).
     data : DataFrame
-        One row per session: ``subject_id``, ``arm``, ``infusion_number``, ``infusion_index``
-        (0 at the first infusion) and the outcome.
+        One row per session: ``subject_id``, ``arm``, ``infusion_number``, the outcome,
+        ``infusion_index`` (0 at the first infusion) and ``later_infusion`` (0/1).
     """
 
     outcome: str
@@ -966,6 +966,7 @@ def infusion_trend(
     outcome: str = "peak_cadss",
     *,
     formula: str | None = None,
+    trend: str = "linear",
     random_slope: bool | str = "auto",
     min_subjects_for_slope: int = 5,
     reml: bool = True,
@@ -993,9 +994,14 @@ def infusion_trend(
         ``subjects=``).
     outcome : {"peak_cadss", "peak_sbp_change", "peak_dbp_change", "peak_heart_rate_change"}
     formula : str, optional
-        Fixed-effects formula on the session table; default
-        ``"<outcome> ~ infusion_index * arm"`` with two or more arms, else
-        ``"<outcome> ~ infusion_index"``.
+        Fixed-effects formula on the session table (columns ``infusion_index``,
+        ``infusion_number``, ``later_infusion``, ``arm``); overrides ``trend``.
+    trend : {"linear", "first_vs_later", "categorical"}, default "linear"
+        Shape of the change over infusions in the default formula: a straight line in
+        ``infusion_index``; ``later_infusion`` (1 after the first infusion), for attenuation after
+        the first infusion followed by a plateau (Rodrigues et al. 2020); or one mean per
+        infusion number (``C(infusion_number)``). Crossed with ``arm`` when there are two or
+        more arms. The random slope, when kept, is on ``infusion_index``.
     random_slope : bool or "auto", default "auto"
         Force the random slope on or off, or decide as above.
     min_subjects_for_slope : int, default 5
@@ -1022,6 +1028,7 @@ def infusion_trend(
     >>> from kanalysis.safety import infusion_trend
     >>> trend = infusion_trend(cohort, "peak_cadss")  # doctest: +SKIP
     >>> trend.to_frame().query("term == 'infusion_index'")  # doctest: +SKIP
+    >>> infusion_trend(cohort, "peak_cadss", trend="first_vs_later").to_frame()  # doctest: +SKIP
     >>> print(infusion_trend(cohort, "peak_sbp_change").summary())  # doctest: +SKIP
     """
     if outcome not in _TREND_OUTCOMES:
@@ -1039,12 +1046,16 @@ def infusion_trend(
             f"No session has a usable {outcome} (vitals.{variable} needs readings after the "
             f"start{' and a pre-infusion value' if column == 'peak_change' else ''})."
         )
+    frame["later_infusion"] = (frame["infusion_number"] > 1).astype(int)
     if formula is None:
-        formula = (
-            f"{outcome} ~ infusion_index * arm"
-            if frame["arm"].nunique() > 1
-            else f"{outcome} ~ infusion_index"
-        )
+        trend_terms = {"linear": "infusion_index", "first_vs_later": "later_infusion",
+                       "categorical": "C(infusion_number)"}
+        if trend not in trend_terms:
+            raise ConfigurationError(
+                f"`trend` must be one of {sorted(trend_terms)}, but {trend!r} was passed."
+            )
+        term = trend_terms[trend]
+        formula = f"{outcome} ~ {term} * arm" if frame["arm"].nunique() > 1 else f"{outcome} ~ {term}"
     sessions_per_subject = frame.groupby("subject_id")["infusion_index"].nunique()
     n_repeat = int((sessions_per_subject >= 2).sum())
     n_levels = int(frame["infusion_index"].nunique())
