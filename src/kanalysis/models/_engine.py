@@ -42,6 +42,7 @@ analysis of continuous endpoints in longitudinal clinical trials. Drug Inf J 42:
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -107,14 +108,13 @@ class LMMEngine:
         self.q = Z.shape[1]
         self.G = len(starts)
         self.n_i = np.diff(np.r_[starts, self.N])
-        self.XtX_i = group_sums(X, X, starts)
         self.XtZ = group_sums(X, Z, starts)
         self.ZtZ = group_sums(Z, Z, starts)
         yy = y[:, None]
         self.Xty = group_sums(X, yy, starts)[:, :, 0]
         self.Zty = group_sums(Z, yy, starts)[:, :, 0]
         self.yty_i = np.add.reduceat(y * y, starts)
-        self.XtX = self.XtX_i.sum(0)
+        self.XtX = X.T @ X
         self.Xty_sum = self.Xty.sum(0)
         self.yty = float(self.yty_i.sum())
         self.ZtX = np.ascontiguousarray(self.XtZ.transpose(0, 2, 1))
@@ -295,6 +295,143 @@ class LMMEngine:
                 except np.linalg.LinAlgError:
                     pass
         return theta0
+
+
+class LMMPatternEngine(LMMEngine):
+    """LMM engine that groups subjects with the same Z_i'Z_i (same observed times).
+
+    With a visit schedule there are few distinct Z_i'Z_i, and every evaluation then costs
+    O(patterns x q^2 p^2), independent of the number of subjects: the per-subject terms enter
+    only through the pattern sums O_xx[s,q,r] = sum_i (X_i'Z_i)_{.q} (X_i'Z_i)_{.r}',
+    O_xy[s,q,r] = sum_i (X_i'Z_i)_{.q} (Z_i'y_i)_r and O_yy[s,q,r] = sum_i (Z_i'y_i)_q (Z_i'y_i)_r.
+    """
+
+    @staticmethod
+    def patterns(ZtZ):
+        """Pattern id of each subject (equal Z_i'Z_i) and the distinct matrices."""
+        G = len(ZtZ)
+        flat = np.ascontiguousarray(ZtZ.reshape(G, -1))
+        # hash the rows through a fixed random projection, then verify exact equality
+        proj = flat @ np.random.default_rng(12345).standard_normal(flat.shape[1])
+        pat, uniq = pd.factorize(proj, sort=False)
+        first = np.zeros(len(uniq), dtype=np.int64)
+        first[pat[::-1]] = np.arange(G)[::-1]
+        keys = flat[first]
+        if not np.array_equal(keys[pat], flat):
+            keys, pat = np.unique(flat, axis=0, return_inverse=True)
+            pat = pat.ravel()
+        return pat.astype(np.int64), keys
+
+    @staticmethod
+    def feasible(n_patterns, G, p, q, max_doubles=3e7):
+        m = p * q + q
+        return n_patterns <= max(64, G // 3) and n_patterns * m * m <= max_doubles
+
+    def __init__(self, y, X, Z, starts, reml=True, patterns=None):
+        super().__init__(y, X, Z, starts, reml)
+        q, p, G = self.q, self.p, self.G
+        pat, keys = patterns if patterns is not None else self.patterns(self.ZtZ)
+        S = len(keys)
+        self.S = S
+        self.pat = pat
+        self.ZtZ_s = keys.reshape(S, q, q)
+        self.n_s = np.bincount(pat, minlength=S).astype(float)
+        F = np.concatenate([self.XtZ.reshape(G, p * q), self.Zty], axis=1)  # (G, m)
+        m = F.shape[1]
+        order = np.argsort(pat, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(pat, minlength=S))]
+        if S > 2000 and G * m * m <= 3e7:
+            outer = F[order][:, :, None] * F[order][:, None, :]
+            FF = np.add.reduceat(outer, bounds[:-1], axis=0)
+        else:
+            FF = np.empty((S, m, m))
+            for s in range(S):
+                Fs = F[order[bounds[s]:bounds[s + 1]]]
+                FF[s] = Fs.T @ Fs
+        pq = p * q
+        # F columns: index a*q + c for X'Z[a, c]; then Z'y[c]
+        Fxx = FF[:, :pq, :pq].reshape(S, p, q, p, q)
+        self.Oxx = np.ascontiguousarray(Fxx.transpose(0, 2, 4, 1, 3))  # (S, q, r, p, p)
+        Fxy = FF[:, :pq, pq:].reshape(S, p, q, q)
+        self.Oxy = np.ascontiguousarray(Fxy.transpose(0, 2, 3, 1))  # (S, q, r, p)
+        self.Oyy = np.ascontiguousarray(FF[:, pq:, pq:])  # (S, q, r)
+        self.Oxx_flat = self.Oxx.reshape(S * q * q, p * p)
+        self.Oxy_flat = self.Oxy.reshape(S * q * q, p)
+        self.Oyy_flat = self.Oyy.reshape(S * q * q)
+
+    def _contract(self, A, flat):
+        return A.reshape(-1) @ flat
+
+    def _core(self, Psi):
+        q, p = self.q, self.p
+        K = np.eye(q) + Psi @ self.ZtZ_s
+        Kinv, logdet = batched_inv_logdet(K)
+        U = Kinv @ Psi
+        XtHX = self.XtX - self._contract(U, self.Oxx_flat).reshape(p, p)
+        XtHy = self.Xty_sum - self._contract(U, self.Oxy_flat)
+        ytHy = self.yty - float(self._contract(U, self.Oyy_flat))
+        return dict(U=U, XtHX=0.5 * (XtHX + XtHX.T), XtHy=XtHy, ytHy=ytHy,
+                    logdet=float(self.n_s @ logdet))
+
+    def _R(self, beta):
+        xb = self.Oxy @ beta  # (S, q, r): sum (X'Z)_{.q}'b (Z'y)_r
+        bOb = (self.Oxx.reshape(self.S, self.q, self.q, -1) @ np.outer(beta, beta).ravel())
+        return self.Oyy - xb - np.transpose(xb, (0, 2, 1)) + bOb
+
+    def _grad_pieces(self, Psi, core, CH, beta, sigma2):
+        U = core["U"]
+        ZtZ = self.ZtZ_s
+        M = np.eye(self.q) - U @ ZtZ  # B_i = X_i'Z_i M_s ; u_i = M_s' Z_i'r_i
+        S = ZtZ - ZtZ @ U @ ZtZ
+        R = self._R(beta)
+        Mt = np.transpose(M, (0, 2, 1))
+        Q = np.einsum("s,sqr->qr", self.n_s, S) - np.einsum("sqa,sab,sbr->qr", Mt, R, M) / sigma2
+        if self.reml:
+            T = (self.Oxx.reshape(self.S, self.q, self.q, -1) @ CH.ravel())
+            Q -= np.einsum("sqa,sab,sbr->qr", Mt, T, M)
+        return Q, dict(M=M, R=R)
+
+    def grad_nat(self, nat):
+        st = self.state(nat)
+        s2, CH, beta, core = st["sigma2"], st["CH"], st["beta"], st["core"]
+        Q, pc = self._grad_pieces(st["Psi"], core, CH, beta, s2)
+        mult = np.where(self.tril[0] == self.tril[1], 1.0, 2.0)
+        g_G = mult * (Q / s2)[self.tril]
+        U, R = core["U"], pc["R"]
+        trH = self.N - float(self.n_s @ np.einsum("sqr,srq->s", U, self.ZtZ_s))
+        rr = self.yty - 2 * float(beta @ self.Xty_sum) + float(beta @ self.XtX @ beta)
+        UZU = U @ self.ZtZ_s @ U
+        Hr2 = rr - 2 * float(np.sum(U * R)) + float(np.sum(UZU * R))
+        g_s = trH / s2 - Hr2 / s2**2
+        if self.reml:
+            g_s -= float(np.sum(CH * self.XtH2X_p(U))) / s2
+        return np.r_[g_G, g_s]
+
+    def XtH2X_p(self, U):
+        p = self.p
+        A = self._contract(U, self.Oxx_flat).reshape(p, p)
+        B = self._contract(U @ self.ZtZ_s @ U, self.Oxx_flat).reshape(p, p)
+        return self.XtX - A - A.T + B
+
+    def P_list(self, nat):
+        st = self.state(nat)
+        s2, U = st["sigma2"], st["core"]["U"]
+        p, q = self.p, self.q
+        M = np.eye(q) - U @ self.ZtZ_s
+        out = []
+        for r, c in zip(*self.tril, strict=True):
+            E = np.zeros((q, q))
+            E[r, c] = E[c, r] = 1.0
+            A = M @ E @ np.transpose(M, (0, 2, 1))
+            out.append(self._contract(A, self.Oxx_flat).reshape(p, p) / s2**2)
+        out.append(self.XtH2X_p(U) / s2**2)
+        return np.array(out)
+
+    def blups(self, nat):
+        st = self.state(nat)
+        Ztr = self.Zty - np.einsum("gqp,p->gq", self.ZtX, st["beta"])
+        U = st["core"]["U"][self.pat]
+        return np.einsum("gqr,gr->gq", U, Ztr)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from scipy import stats
 from kanalysis.errors import ConfigurationError, ConvergenceWarning, StatisticalWarning
 from kanalysis.models import inference
 from kanalysis.models._design import Design, build_design, design_rows
-from kanalysis.models._engine import LMMEngine
-from kanalysis.models._results import FixedEffectsResult, minimise
+from kanalysis.models._engine import LMMEngine, LMMPatternEngine, group_sums
+from kanalysis.models._results import FixedEffectsResult, minimise, single_thread_blas
 
 
 class LMMResult(FixedEffectsResult):
@@ -185,6 +185,7 @@ class LMMResult(FixedEffectsResult):
         return self.summary()
 
 
+@single_thread_blas
 def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
         reml: bool = True) -> LMMResult:
     r"""Fit a linear mixed model with correlated random effects per subject.
@@ -245,7 +246,13 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
     re_names = [str(c) for c in Zmm.columns]
     if Z.shape[1] == 0:
         raise ConfigurationError("lmm: re_formula gives no random effects")
-    engine = LMMEngine(design.y, design.X, Z, design.group_starts, reml=reml)
+    ZtZ = group_sums(Z, Z, design.group_starts)
+    pat, keys = LMMPatternEngine.patterns(ZtZ)
+    if LMMPatternEngine.feasible(len(keys), len(ZtZ), design.X.shape[1], Z.shape[1]):
+        engine = LMMPatternEngine(design.y, design.X, Z, design.group_starts, reml=reml,
+                                  patterns=(pat, keys))
+    else:
+        engine = LMMEngine(design.y, design.X, Z, design.group_starts, reml=reml)
     if engine.N <= engine.p:
         raise ConfigurationError(f"lmm: {engine.N} observations cannot estimate {engine.p} fixed "
                                  "effects")

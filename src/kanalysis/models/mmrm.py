@@ -21,7 +21,7 @@ from kanalysis.errors import ConfigurationError, ConvergenceWarning, DataValidat
 from kanalysis.models import inference
 from kanalysis.models._design import Design, build_design
 from kanalysis.models._engine import MMRMEngine, sym_solve
-from kanalysis.models._results import FixedEffectsResult, minimise
+from kanalysis.models._results import FixedEffectsResult, minimise, single_thread_blas
 from kanalysis.models.covariance import make_structure
 
 DF_METHODS = ("satterthwaite", "kenward-roger")
@@ -180,6 +180,7 @@ class MMRMResult(FixedEffectsResult):
         return self.summary()
 
 
+@single_thread_blas
 def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance: str = "us",
          reml: bool = True, group: str | None = None,
          df_method: str = "satterthwaite") -> MMRMResult:
