@@ -456,7 +456,6 @@ def _stage_table(
                        f"duplicated {table} rows: same subject{', scale' if table == 'assessments' else ''} "
                        "and date-time", severity=ERROR)
     out.attrs["rows_read"] = rows_read
-    out.attrs["positions"] = pos
     return out, when
 
 
@@ -582,6 +581,14 @@ def _link_infusion(ae: pd.DataFrame, inf: pd.DataFrame, log) -> pd.DataFrame:
     return ae
 
 
+def _calendar_age(born: pd.Series, on: pd.Series) -> pd.Series:
+    """Completed years of age (the number on the last birthday), NaN where a date is missing."""
+    years = on.dt.year - born.dt.year
+    before_birthday = (on.dt.month < born.dt.month) | (
+        (on.dt.month == born.dt.month) & (on.dt.day < born.dt.day))
+    return (years - before_birthday.astype(float)).astype(float)
+
+
 def _date_only(spec: dict) -> bool:
     columns = (spec or {}).get("columns", {}) or {}
     return "date" in columns and "time" not in columns and "datetime" not in columns
@@ -605,8 +612,8 @@ def _finish_subjects(subjects, when, anchor, tables, spec, report, log) -> pd.Da
             s = s.drop(columns=target)
             log.keep("subjects", day_col, f"{target} minus first infusion", "derived")
     if "birth_date" in s:
-        age = days_between(s_anchor, s["birth_date"]) / 365.25
-        s["age"] = s["age"].where(s["age"].notna(), age) if "age" in s else np.floor(age)
+        age = _calendar_age(s["birth_date"], s_anchor)
+        s["age"] = s["age"].where(s["age"].notna(), age) if "age" in s else age
         s = s.drop(columns="birth_date")
         log.keep("subjects", "age", "whole years from date of birth to first infusion", "derived")
     if "disposition" not in s:
