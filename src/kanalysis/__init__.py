@@ -24,11 +24,18 @@ from kanalysis.scales import Scale, get_scale, register_scale  # noqa: E402
 # Model entry points live in kanalysis.models; they are imported on first use so that
 # `import kanalysis` stays fast for the command line.
 _LAZY = {"lmm": "kanalysis.models", "mmrm": "kanalysis.models"}
+# Submodules reachable as attributes after a plain `import kanalysis` (kanalysis.safety....).
+_SUBMODULES = {
+    "durability", "importers", "models", "outcomes", "plots", "privacy", "runner", "safety",
+    "synthetic", "tables", "validation",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return import_module(f"kanalysis.{name}")
     raise AttributeError(f"module 'kanalysis' has no attribute {name!r}")
 
 

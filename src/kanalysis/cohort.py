@@ -182,7 +182,9 @@ def _read_table(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     try:
         header = pd.read_csv(path, nrows=0).columns
-        dtypes = {c: "string" for c in header if c in _STRING_COLUMNS}
+        # Plain object columns (not pandas' "string" dtype), which formula and plotting
+        # libraries treat as categorical.
+        dtypes = {c: str for c in header if c in _STRING_COLUMNS}
         return pd.read_csv(path, dtype=dtypes, keep_default_na=True)
     except UnicodeDecodeError as err:
         raise DataValidationError(
