@@ -261,13 +261,33 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
                       "identifiable from the residual variance.", StatisticalWarning,
                       stacklevel=2)
     theta0 = engine.start_theta()
-    bounds = [(lb, None) for lb in engine.theta_lower_bounds()]
-    theta, converged, msg = minimise(
-        engine.deviance_and_grad, theta0, bounds=bounds, what="lmm",
-        advice="Try rescaling time (e.g. weeks instead of days), centring covariates, or a "
-               "simpler re_formula.")
+    advice = ("Try rescaling time (e.g. weeks instead of days), centring covariates, or a "
+              "simpler re_formula.")
+    # theta is optimised without bounds: Lambda Lambda' does not change when a column of Lambda
+    # changes sign, and projecting Newton steps onto theta_jj >= 0 can park the optimiser on the
+    # saddle theta_jj = 0 (where the gradient in theta_jj vanishes by symmetry).
+    theta, converged, msg = minimise(engine.deviance_and_grad, theta0, what="lmm",
+                                     advice=advice)
+    theta = _canonical_theta(engine, theta)
+    diag = engine.tril[0] == engine.tril[1]
+    scale_th = max(float(np.max(np.abs(theta))), 1e-3)
+    for j in np.flatnonzero(diag & (np.abs(theta) < 1e-6 * scale_th)):
+        # second-order check at a zero diagonal: move off it and refit if that is better
+        trial = theta.copy()
+        trial[j] = 1e-2 * scale_th
+        if engine.deviance(trial) < engine.deviance(theta) - 1e-9:
+            theta, converged, msg = minimise(engine.deviance_and_grad, trial, what="lmm",
+                                             advice=advice)
+            theta = _canonical_theta(engine, theta)
     return LMMResult(design, engine, theta, re_names, converged, reml, groups, formula,
                      re_formula, msg)
+
+
+def _canonical_theta(engine, theta):
+    """Flip column signs of Lambda so its diagonal is non-negative (lme4's convention)."""
+    L = engine.lam(theta)
+    sign = np.where(np.diag(L) < 0, -1.0, 1.0)
+    return (L * sign[None, :])[engine.tril]
 
 
 def lrt(small, big) -> pd.DataFrame:
