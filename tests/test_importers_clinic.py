@@ -250,7 +250,7 @@ def test_mixed_date_formats_are_reported_with_rows(tmp_path):
     assert len(mixed) == 1
     assert mixed["table"].iloc[0] == "scores.csv (assessments)"
     assert mixed["column"].iloc[0] == "when"
-    assert mixed["rows"].iloc[0] == "2, 3, 4, 5"
+    assert mixed["rows"].iloc[0] == "0, 1, 2, 3"  # 0-based data rows
     # The dates themselves are never printed in the report.
     assert "01/03/2024" not in result.to_markdown()
 
@@ -271,7 +271,7 @@ def test_duplicated_subject_rows_are_reported(tmp_path):
     _basic_files(tmp_path, people="id,age,sex,fails\nA1,40,F,2\nB2,51,M,3\nA1,41,F,2\n")
     result = import_clinic(_write_mapping(tmp_path, BASIC))
     dup = result.report.errors[result.report.errors["rule"].str.contains("duplicated subject rows")]
-    assert dup["rows"].tolist() == ["2, 4"]
+    assert dup["rows"].tolist() == ["0, 2"]
     assert dup["table"].iloc[0] == "people.csv (subjects)"
 
 
@@ -302,8 +302,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
     found = {
         "unmapped": errors["rule"].str.contains("unmapped column").any(),
         "duplicate": errors["rule"].str.contains("duplicated subject rows").any(),
-        "number": ((errors["rule"] == "must be a number") & (errors["rows"] == "2")).any(),
-        "missing id": ((errors["rule"] == "missing subject id") & (errors["rows"] == "4")).any(),
+        "number": ((errors["rule"] == "must be a number") & (errors["rows"] == "0")).any(),
+        "missing id": ((errors["rule"] == "missing subject id") & (errors["rows"] == "2")).any(),
         "bad date": errors["rule"].str.contains("impossible date").any(),
         "range": errors["rule"].str.contains("MADRS score must lie between").any(),
     }
@@ -370,6 +370,47 @@ def test_warning_only_import_succeeds(tmp_path):
     md = result.to_markdown()
     warn_section = md.split("## Warnings")[1].split("##")[0]
     assert "not_there" in warn_section
+
+
+def test_vitals_and_adverse_events_from_date_times(tmp_path):
+    _basic_files(tmp_path, infusions="id,start,dose\nA1,2024-03-01 09:00,0.5\nA1,2024-03-04 09:00,0.5\n"
+                 "B2,2024-03-02 10:00,0.5\n")
+    (tmp_path / "vit.csv").write_text(
+        "id,t,sbp,dbp,hr\nA1,2024-03-01 08:55,120,80,70\nA1,2024-03-01 09:40,150,90,80\n"
+        "A1,2024-03-04 09:20,130,85,75\nB2,2024-03-02 10:10,125,82,72\n")
+    (tmp_path / "ae.csv").write_text(
+        "id,onset,term,sev,ser\nA1,2024-03-01 09:30,nausea,mild,no\nA1,2024-03-05 09:00,headache,"
+        "moderate,yes\n")
+    extra = """
+    [vitals]
+    file = "vit.csv"
+    [vitals.columns]
+    subject_id = "id"
+    datetime = "t"
+    sbp = "sbp"
+    dbp = "dbp"
+    heart_rate = "hr"
+
+    [adverse_events]
+    file = "ae.csv"
+    [adverse_events.columns]
+    subject_id = "id"
+    datetime = "onset"
+    term = "term"
+    severity = "sev"
+    serious = "ser"
+    """
+    result = import_clinic(_write_mapping(tmp_path, BASIC + textwrap.dedent(extra)),
+                           pseudonymise=False)
+    assert result.ok, result.to_markdown()
+    v = result.cohort.vitals
+    assert v["infusion_number"].tolist() == [1, 1, 2, 1]
+    assert v["minute"].tolist() == [-5, 40, 20, 10]
+    assert v["cadss"].isna().all()  # not in the export: present but empty
+    ae = result.cohort.adverse_events
+    assert ae["day"].tolist() == [pytest.approx(0.5 / 24), 4.0]
+    assert ae["infusion_number"].tolist() == [1, 2]
+    assert ae["serious"].tolist() == [False, True]
 
 
 def test_html_report_escapes_text(tmp_path):

@@ -2,7 +2,7 @@
 
 Problems are collected in a :class:`kanalysis.validation.ValidationReport` (``report.add``) so that
 import problems and data-model problems end in one list. Problems found in an input file name the
-file and use spreadsheet row numbers (the header is row 1, the first record row 2).
+file and give 0-based data rows (line in a CSV file = row + 2), like the data-model checks.
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def sheet_rows(positions) -> list[int]:
-    """0-based record positions -> spreadsheet row numbers (header = row 1)."""
-    return [int(p) + 2 for p in positions]
+    """Record positions as reported: 0-based data rows, as everywhere in kanalysis reports.
+
+    In a CSV file the line number is row + 2 (the header is line 1); in a spreadsheet, the row
+    number is row + 2 too.
+    """
+    return [int(p) for p in positions]
 
 
 @dataclass

@@ -325,8 +325,8 @@ def _subjects(adsl, anchor, subject_variables, report, log, used) -> pd.DataFram
     s = pd.DataFrame({"subject_id": _text(adsl["USUBJID"])}, index=adsl.index)
     dup = adsl["USUBJID"].duplicated(keep=False)
     if dup.any():
-        report.add("ADSL", "USUBJID", (np.flatnonzero(dup.to_numpy()) + 1).tolist(),
-                   "duplicated subject rows: ADSL must have one record per subject (rows are record numbers)")
+        report.add("ADSL", "USUBJID", adsl.index[dup.to_numpy()].tolist(),
+                   "duplicated subject rows: ADSL must have one record per subject")
     arm = _pick(adsl, ["TRT01P", "ARM", "TRT01A", "ACTARM"], used)
     if arm is None:
         report.add("ADSL", "TRT01P", None, "no treatment arm: ADSL needs TRT01P or ARM")
@@ -434,8 +434,8 @@ def _assessments(adqs, anchor, scale_map, report, log, used) -> pd.DataFrame:
     out["day"] = _study_day(q, anchor, "ADTM", "ADT", "ADY", used)
     nodays = out["day"].isna()
     if nodays.any():
-        report.add("ADQS", "ADT", (np.flatnonzero(nodays.to_numpy()) + 1).tolist(),
-                   "record has no ADTM, ADT or ADY: it cannot be placed in time (rows are record numbers among the analysed records)")
+        report.add("ADQS", "ADT", out.index[nodays.to_numpy()].tolist(),
+                   "record has no ADTM, ADT or ADY: it cannot be placed in time")
     visit = _pick(q, ["AVISIT"], used)
     visitn = _pick(q, ["AVISITN"], used)
     tpt = _pick(q, ["ATPT"], used)
@@ -476,7 +476,7 @@ def _check_derived(q: pd.DataFrame, report, used) -> None:
         base = pd.to_numeric(q["BASE"], errors="coerce")
         off = (chg - (aval - base)).abs() > 1e-6
         if off.any():
-            report.add("ADQS", "CHG", (np.flatnonzero(off.to_numpy()) + 1).tolist(),
+            report.add("ADQS", "CHG", q.index[off.to_numpy()].tolist(),
                        "CHG differs from AVAL - BASE (kanalysis recomputes change from AVAL)",
                        severity=WARNING)
         if "PCHG" in q.columns:
@@ -485,7 +485,7 @@ def _check_derived(q: pd.DataFrame, report, used) -> None:
             expect = 100 * chg / base.where(base != 0)
             poff = (pchg - expect).abs() > 1e-3
             if poff.any():
-                report.add("ADQS", "PCHG", (np.flatnonzero(poff.to_numpy()) + 1).tolist(),
+                report.add("ADQS", "PCHG", q.index[poff.to_numpy()].tolist(),
                            "PCHG differs from 100 * CHG / BASE", severity=WARNING)
     if "ABLFL" in q.columns:
         used.add("ABLFL")
@@ -551,7 +551,7 @@ def _infusions(adex, anchor, drug_map, default_duration_min, report, log, used) 
         duration = duration.fillna(float(default_duration_min))
         log.notes.append(f"ADEX: infusions without an end time given duration {default_duration_min:g} min")
     if duration.isna().any():
-        report.add("ADEX", "AENDTM", (np.flatnonzero(duration.isna().to_numpy()) + 1).tolist(),
+        report.add("ADEX", "AENDTM", x.index[duration.isna().to_numpy()].tolist(),
                    "infusion duration unknown (no AENDTM or EXDUR): pass default_duration_min / "
                    "--default-duration-min")
     out["duration_min"] = duration
@@ -599,7 +599,7 @@ def _adverse_events(adae, anchor, infusions, report, log, used) -> pd.DataFrame:
     if ser:
         serious = a[ser].astype(str).str.upper().map({"Y": True, "N": False})
         if serious.isna().any():
-            report.add("ADAE", ser, (np.flatnonzero(serious.isna().to_numpy()) + 1).tolist(),
+            report.add("ADAE", ser, a.index[serious.isna().to_numpy()].tolist(),
                        "AESER must be Y or N")
         out["serious"] = serious
         log.keep("adverse_events", "serious", "ADAE.AESER", "Y/N -> true/false")
@@ -627,7 +627,7 @@ def _time_to_event(adtte, anchor, report, log, used) -> pd.DataFrame:
     cnsr = cnsr_raw.round(6)
     bad = cnsr.isna() | (cnsr < 0) | (cnsr % 1 != 0)
     if bad.any():
-        report.add("ADTTE", "CNSR", (np.flatnonzero(bad.to_numpy()) + 1).tolist(),
+        report.add("ADTTE", "CNSR", t.index[bad.to_numpy()].tolist(),
                    "CNSR must be 0 (event) or a positive integer censoring code")
     unit = t["AVALU"].astype(str).str.upper() if "AVALU" in t.columns else pd.Series("DAYS", index=t.index)
     if "AVALU" in t.columns:
@@ -635,7 +635,7 @@ def _time_to_event(adtte, anchor, report, log, used) -> pd.DataFrame:
     factor = unit.map(_UNIT_DAYS)
     unknown = factor.isna()
     if unknown.any():
-        report.add("ADTTE", "AVALU", (np.flatnonzero(unknown.to_numpy()) + 1).tolist(),
+        report.add("ADTTE", "AVALU", t.index[unknown.to_numpy()].tolist(),
                    "unknown time unit (use DAYS, WEEKS, MONTHS, YEARS or HOURS)")
     out = pd.DataFrame({
         "subject_id": _text(t["USUBJID"]),

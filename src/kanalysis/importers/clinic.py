@@ -272,6 +272,7 @@ def import_clinic(
         tables, id_key = _pseudonymise(tables, anchor, log)
 
     for table in list(tables):
+        _fill_optional_columns(table, tables[table], log)
         order = [c for c in _MODEL_ORDER[table] if c in tables[table].columns]
         tables[table] = tables[table][order].reset_index(drop=True)
         log.rows(table, int(staged[table].attrs.get("rows_read", len(tables[table])))
@@ -463,10 +464,10 @@ def _translate_rows(rows, pos: pd.Series):
     if rows is None or rows == "":
         return rows
     try:
-        numbers = [int(r) - 2 for r in str(rows).split(" ...")[0].split(", ")]
+        numbers = [int(r) for r in str(rows).split(" ...")[0].split(", ")]
     except ValueError:
         return rows
-    return [int(pos.iloc[n]) + 2 for n in numbers if 0 <= n < len(pos)]
+    return [int(pos.iloc[n]) for n in numbers if 0 <= n < len(pos)]
 
 
 def _join_time(date: pd.Series, time: pd.Series, label: str, column: str | None,
@@ -579,6 +580,17 @@ def _link_infusion(ae: pd.DataFrame, inf: pd.DataFrame, log) -> pd.DataFrame:
     ae["infusion_number"] = numbers
     log.keep("adverse_events", "infusion_number", "last infusion on or before onset", "derived")
     return ae
+
+
+def _fill_optional_columns(table: str, df: pd.DataFrame, log: ImportLog) -> None:
+    """Add model columns that may be missing (nullable) but must exist, as empty columns."""
+    from kanalysis.validation import TABLE_SCHEMAS
+
+    for column, spec in TABLE_SCHEMAS[table]["columns"].items():
+        if column not in df.columns and spec.nullable and spec.required:
+            text = str(spec.dtype).startswith(("str", "object"))
+            df[column] = None if text else np.nan
+            log.notes.append(f"{table}: {column} not in the export; left missing")
 
 
 def _calendar_age(born: pd.Series, on: pd.Series) -> pd.Series:

@@ -15,8 +15,9 @@ import pandas as pd
 __all__ = ["import_report_html", "import_report_markdown"]
 
 _ROWS_NOTE = (
-    "Rows: for an input file, spreadsheet row numbers (the header is row 1); for a cohort table "
-    "(subjects, assessments, ...), 0-based positions in the imported table."
+    "Rows are 0-based data rows: in an input file, line (CSV) or sheet row (Excel) = row + 2, "
+    "since the header is line 1; for a cohort table (subjects, assessments, ...), positions in the "
+    "imported table; for an ADaM dataset, record positions."
 )
 
 
