@@ -262,6 +262,7 @@ def test_privacy_policy():
 
 
 # --- identifier planting: import, run every notebook in strict mode, scan the outputs -------------------
+N_PLANTED = 90  # subjects taken from the bundled clinic cohort (keeps the notebook runs short)
 PLANTED_SITE = "Tromsoe Satellite Unit"
 PLANTED_TERM = "priapism"
 _TEXT_SUFFIXES = {".ipynb", ".html", ".htm", ".csv", ".tex", ".json", ".svg", ".md", ".txt", ".py"}
@@ -271,7 +272,10 @@ def _planted_export(folder: Path, synthetic_dir: Path) -> tuple[Path, dict[str, 
     """Write a clinic export of the synthetic clinic cohort with identifiers planted in it."""
     import kanalysis as ka
 
-    cohort = ka.load_cohort(synthetic_dir / "clinic")
+    full = ka.load_cohort(synthetic_dir / "clinic")
+    keep = set(full.subjects["subject_id"].iloc[:N_PLANTED])
+    cohort = ka.Cohort(**{name: t[t["subject_id"].isin(keep)].reset_index(drop=True)
+                          for name, t in full.tables.items()}, metadata=full.metadata)
     subjects = cohort.subjects.copy()
     ids = subjects["subject_id"].tolist()
     first = ["Ingrid", "Lars", "Kari", "Ola", "Sigrid", "Magnus", "Astrid", "Henrik"]
@@ -371,6 +375,32 @@ def _notebooks_present() -> bool:
     return any((ROOT / "notebooks").glob("*.py")) or any((ROOT / "notebooks").glob("*.ipynb"))
 
 
+def _scan_outputs(out: Path, planted: dict[str, list[str]], pseudonyms: list[str]) -> list[str]:
+    """Every planted string, subject id or planted calendar date found in a text output file."""
+    files = [p for p in out.rglob("*") if p.is_file()]
+    strings = list(itertools.chain(planted["name"], planted["mrn"], planted["email"],
+                                   planted["phone"], planted["rare"]))
+    id_pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, pseudonyms)) + r")(?![0-9])")
+    # The planted calendar dates lie in 2023-2024; run metadata carries today's date only.
+    date_pattern = re.compile(r"(?<!\d)202[34]-\d\d-\d\d(?!\d)")
+    # Embedded images are base64: drop long runs of it so random letters cannot match.
+    base64_run = re.compile(r"[A-Za-z0-9+/=\\n]{120,}")
+    leaks = []
+    for path in files:
+        if path.suffix.lower() not in _TEXT_SUFFIXES:
+            continue
+        text = base64_run.sub(" ", path.read_text(encoding="utf-8", errors="replace"))
+        lower = text.lower()
+        for s in strings:
+            if s.lower() in lower:
+                leaks.append(f"{path.relative_to(out)}: {s!r}")
+        for m in set(id_pattern.findall(text)):
+            leaks.append(f"{path.relative_to(out)}: subject id {m}")
+        for m in set(date_pattern.findall(text)):
+            leaks.append(f"{path.relative_to(out)}: calendar date {m}")
+    return sorted(set(leaks))
+
+
 @pytest.mark.notebooks
 def test_planted_identifiers_never_reach_strict_outputs(tmp_path, synthetic_dir):
     """Plant identifiers and rare categories, import, run every notebook strict, scan every file."""
@@ -400,20 +430,7 @@ def test_planted_identifiers_never_reach_strict_outputs(tmp_path, synthetic_dir)
     files = [p for p in out.rglob("*") if p.is_file()]
     assert any(p.suffix == ".ipynb" for p in files) and any(p.suffix == ".html" for p in files)
 
-    strings = list(itertools.chain(planted["name"], planted["mrn"], planted["email"],
-                                   planted["phone"], planted["rare"]))
-    last_names = sorted({n.split()[1] for n in planted["name"]})
-    id_pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, pseudonyms)) + r")(?![0-9])")
-    leaks = []
-    for path in files:
-        if path.suffix.lower() not in _TEXT_SUFFIXES:
-            continue
-        text = path.read_text(encoding="utf-8", errors="replace")
-        for s in strings + last_names:
-            if s.lower() in text.lower():
-                leaks.append(f"{path.relative_to(out)}: {s!r}")
-        for m in set(id_pattern.findall(text)):
-            leaks.append(f"{path.relative_to(out)}: subject id {m}")
+    leaks = _scan_outputs(out, planted, pseudonyms)
     assert not leaks, "identifiers in strict outputs:\n" + "\n".join(sorted(set(leaks))[:60])
 
 
@@ -432,3 +449,22 @@ def test_planted_export_import_drops_every_identifier(tmp_path, synthetic_dir):
         assert s not in text
     assert not re.search(r"\d{4}-\d{2}-\d{2}", text), "a calendar date reached the cohort folder"
     shutil.rmtree(raw)
+
+
+def test_output_scanner_finds_planted_strings_and_ignores_images(tmp_path):
+    """The scanner of the planting test must catch what it looks for (and not base64 noise)."""
+    planted = {"name": ["Ingrid Haugen"], "mrn": ["MRN7300037"], "email": ["patient9100@x.no"],
+               "phone": ["+47 400 55 10"], "rare": [PLANTED_SITE, PLANTED_TERM]}
+    pseudonyms = [f"P{i:04d}" for i in range(1, 91)]
+    (tmp_path / "tables").mkdir()
+    blob = "iVBORw0KGgo" + "P0001AbP0002" * 40  # an image payload that happens to contain ids
+    (tmp_path / "a.ipynb").write_text('{"outputs": [{"image/png": "' + blob + '"}]}')
+    assert _scan_outputs(tmp_path, planted, pseudonyms) == []
+    (tmp_path / "tables" / "t.csv").write_text("subject_id,score\nP0007,12\n")
+    (tmp_path / "fig.svg").write_text("<svg><text>Priapism</text></svg>")
+    (tmp_path / "r.html").write_text("<p>seen 2023-04-05 by ingrid haugen</p>")
+    (tmp_path / "x.tex").write_text("site & MRN7300037 \\\\")
+    leaks = "\n".join(_scan_outputs(tmp_path, planted, pseudonyms))
+    for found in ("subject id P0007", "'priapism'", "'Ingrid Haugen'", "calendar date 2023-04-05",
+                  "'MRN7300037'"):
+        assert found in leaks
