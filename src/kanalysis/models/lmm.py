@@ -78,12 +78,18 @@ class LMMResult(FixedEffectsResult):
         self.scale = float(st["sigma2"])
         G = st["G"]
         self.cov_re = pd.DataFrame(G, index=re_names, columns=re_names)
-        H = inference.numerical_hessian(engine.grad_nat, nat)
+        # Satterthwaite in lmerTest's parameters (theta, sigma): identical to any other
+        # parameterisation at interior optima, and at singular fits (theta_jj = 0) it drops the
+        # degenerate direction exactly as lmerTest does.
+        vp = np.r_[self.theta, np.sqrt(self.scale)]
+        H = inference.numerical_hessian(
+            lambda v: _vp_jacobian(engine, v).T @ engine.grad_nat(_vp_to_nat(engine, v)), vp)
         W, ok = inference.param_covariance(H)
         self.hessian_ok = ok
-        P = engine.P_list(nat)
+        J = _vp_jacobian(engine, vp)
+        P = np.einsum("kj,kab->jab", J, engine.P_list(nat))
         self._init_inference(st["beta"], st["cov_beta"], P, W)
-        self.cov_natural = W
+        self.cov_theta_sigma = W
         b = engine.blups(nat)
         self.random_effects = pd.DataFrame(b, index=pd.Index(design.group_labels, name=groups),
                                            columns=re_names)
@@ -281,6 +287,29 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
             theta = _canonical_theta(engine, theta)
     return LMMResult(design, engine, theta, re_names, converged, reml, groups, formula,
                      re_formula, msg)
+
+
+def _vp_to_nat(engine, vp):
+    """(theta, sigma) -> (vech G, sigma^2)."""
+    L = engine.lam(vp[:-1])
+    s2 = vp[-1] ** 2
+    return np.r_[(s2 * (L @ L.T))[engine.tril], s2]
+
+
+def _vp_jacobian(engine, vp):
+    """d(vech G, sigma^2) / d(theta, sigma), analytic."""
+    L = engine.lam(vp[:-1])
+    sigma = vp[-1]
+    n_th = engine.n_theta
+    J = np.zeros((n_th + 1, n_th + 1))
+    for j, (r, c) in enumerate(zip(*engine.tril, strict=True)):
+        E = np.zeros_like(L)
+        E[r, c] = 1.0
+        dG = sigma**2 * (E @ L.T + L @ E.T)
+        J[:n_th, j] = dG[engine.tril]
+    J[:n_th, n_th] = (2 * sigma * (L @ L.T))[engine.tril]
+    J[n_th, n_th] = 2 * sigma
+    return J
 
 
 def _canonical_theta(engine, theta):
