@@ -260,7 +260,9 @@ def test_cumulative_incidence_matches_r_multistate_survfit(name):
     ref = REF["cif"][name]
     res = du.cumulative_incidence(d)
     assert [str(g) for g in res.table["arm"]] == ref["group"]
-    for col in ("time", "survival", "cif_relapse", "cif_dropout"):
+    for col in ("time", "survival", "cif_relapse", "cif_dropout", "se_survival", "se_relapse",
+                "se_dropout", "lower_relapse", "upper_relapse", "lower_survival",
+                "upper_survival"):
         _close(res.table[col], ref[col], 1e-6)
     total = res.table["survival"] + res.table["cif_relapse"] + res.table["cif_dropout"]
     np.testing.assert_allclose(total, 1.0, atol=1e-12)
@@ -501,3 +503,13 @@ def test_derive_rejects_unknown_rule_and_options():
         du.derive(c, unconfirmed_last="ignore")
     with pytest.raises(DataValidationError, match="randomization_day"):
         du.derive(c, origin="randomization")
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_stratified_cox_and_zph_match_r(ties):
+    ref = REF["cox_strata"]["alda_rearrest"][ties]
+    d = DATASETS["alda_rearrest"][0]()
+    fit = du.cox(d, "person_crime + age", strata="property_crime", ties=ties)
+    for col in ("coef", "se", "hr", "lower", "upper", "p"):
+        np.testing.assert_allclose(fit.summary[col], _arr(ref[col]), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(fit.ph_test()["chisq"], _arr(ref["zph_chisq"]), rtol=1e-4)

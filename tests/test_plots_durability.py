@@ -92,6 +92,7 @@ def test_cumulative_incidence_plot_lines(table):
     cif = du.cumulative_incidence(table)
     last = cif.table[cif.table["arm"] == "maintenance"]["cif_relapse"].iloc[-1]
     assert ax.lines[0].get_ydata()[-1] == pytest.approx(last)
+    assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 2  # CI bands
     with pytest.raises(ConfigurationError, match="Unknown cause"):
         pdur.cumulative_incidence_plot(table, cause="death")
 

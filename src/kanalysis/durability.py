@@ -961,7 +961,8 @@ class CumulativeIncidenceResult:
 
     ``table`` has one row per group and distinct time: ``<group>, time, n_risk``, the number of
     events of each cause (``n_<cause>``), ``survival`` (free of every cause) and
-    ``cif_<cause>`` for each cause.
+    ``cif_<cause>`` for each cause, each with ``se_``, ``lower_`` and ``upper_`` columns
+    (infinitesimal-jackknife SE, as R).
     """
 
     table: pd.DataFrame
@@ -988,12 +989,45 @@ class CumulativeIncidenceResult:
         return self.table.copy()
 
 
+def _aalen_johansen_ij_se(t, status, times, n_risk, d, surv_before) -> dict:
+    """Infinitesimal-jackknife SEs of the Aalen-Johansen state probabilities (R's default).
+
+    Each subject's influence on the cause-specific hazard increment at time u is
+    (dN_ik(u) - Y_i(u) d_k(u) / n(u)) / n(u); it is carried through p(u) = p(u-) H(u), and the
+    variance is the sum of squared influences (Therneau, survival vignette "Multi-state models").
+    """
+    n = len(t)
+    u_free = np.zeros(n)
+    u_cause = {code: np.zeros(n) for code in d}
+    se_free = np.empty(len(times))
+    se_cause = {code: np.empty(len(times)) for code in d}
+    for j, u in enumerate(times):
+        at_risk = (t >= u).astype(float)
+        lam_all = 0.0
+        infl_all = np.zeros(n)
+        new_cause = {}
+        for code in d:
+            lam = d[code][j] / n_risk[j]
+            infl = (((t == u) & (status == code)).astype(float) - at_risk * lam) / n_risk[j]
+            new_cause[code] = u_cause[code] + u_free * lam + surv_before[j] * infl
+            lam_all += lam
+            infl_all += infl
+        u_free = u_free * (1 - lam_all) - surv_before[j] * infl_all
+        u_cause = new_cause
+        se_free[j] = math.sqrt(float(u_free @ u_free))
+        for code in d:
+            se_cause[code][j] = math.sqrt(float(u_cause[code] @ u_cause[code]))
+    return {"survival": se_free, **se_cause}
+
+
 def cumulative_incidence(
     table: pd.DataFrame,
     time: str = "time",
     status: str = "status",
     group: str | None = "arm",
     causes: dict | None = None,
+    conf_type: str = "log",
+    conf_level: float = 0.95,
 ) -> CumulativeIncidenceResult:
     """Cumulative incidence of each cause with competing risks (Aalen-Johansen), no jitter.
 
@@ -1012,6 +1046,9 @@ def cumulative_incidence(
     causes : dict, optional
         Code -> cause name; default ``{1: "relapse", 2: "dropout"}`` (the codes :func:`derive`
         writes: relapse, and dropout as the competing risk).
+    conf_type : {"log", "log-log", "plain"}
+        Pointwise CI of each probability from its infinitesimal-jackknife SE (R's multi-state
+        ``survfit`` default: ``"log"``, :math:`p \\exp(\\pm z\\,\\mathrm{se}/p)` capped at 1).
 
     Returns
     -------
@@ -1022,6 +1059,8 @@ def cumulative_incidence(
     Aalen & Johansen (1978); Putter H, Fiocco M, Geskus RB (2007). Stat Med 26:2389-2430.
     """
     causes = dict(causes or {1: "relapse", 2: "dropout"})
+    if conf_type not in CONF_TYPES:
+        raise ConfigurationError(f"conf_type must be one of {CONF_TYPES}, got {conf_type!r}.")
     _require_columns(table, [time, status, group])
     t = pd.to_numeric(table[time], errors="coerce").to_numpy(dtype=float)
     st = pd.to_numeric(table[status], errors="coerce").to_numpy(dtype=float)
@@ -1051,6 +1090,14 @@ def cumulative_incidence(
         res["survival"] = surv
         for code, name in causes.items():
             res[f"cif_{name}"] = np.cumsum(surv_before * d[code] / n_risk)
+        se = _aalen_johansen_ij_se(tt, ss, times, n_risk, d, surv_before)
+        z = _z(conf_level)
+        for key, name in [("survival", "survival"), *causes.items()]:
+            prob = res["survival" if key == "survival" else f"cif_{name}"].to_numpy()
+            res[f"se_{name}"] = se[key]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                se_log = np.where(prob > 0, se[key] / prob, 0.0)
+            res[f"lower_{name}"], res[f"upper_{name}"] = _confint(prob, se_log, conf_type, z)
         frames.append(res)
     return CumulativeIncidenceResult(pd.concat(frames, ignore_index=True), gname, causes, levels)
 
@@ -1068,7 +1115,7 @@ RELAPSE_RULES = {
          "(SUSTAIN-1, Daly et al. 2019), from the clinical_events table",
 }
 _RULE_ALIASES = {"loss_of_response": "a", "threshold": "b", "clinical_event": "c",
-                 "clinical_events": "c"}
+                 "clinical_events": "c", "clinical": "c"}
 #: Default (min, max) days between the first and the confirming assessment, per rule.
 CONFIRMATION_DAYS = {"a": (0.0, math.inf), "b": (5.0, 15.0)}
 SUBJECT_COVARIATES = ("site", "age", "sex", "n_failed_trials", "episode_duration_months",

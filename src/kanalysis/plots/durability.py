@@ -166,6 +166,7 @@ def cumulative_incidence_plot(
     *,
     cause: str = "relapse",
     competing: str | None = "dropout",
+    ci: bool = True,
     ax=None,
     colors: dict | None = None,
     xlabel: str = "Days",
@@ -173,6 +174,8 @@ def cumulative_incidence_plot(
     **cif_kwargs,
 ):
     """Aalen-Johansen cumulative incidence curves: ``cause`` solid, ``competing`` dashed.
+
+    With ``ci`` the pointwise CI of ``cause`` is shaded (infinitesimal-jackknife SE, as R).
 
     Parameters
     ----------
@@ -198,6 +201,12 @@ def cumulative_incidence_plot(
             col = colors.get(level, OKABE_ITO["black"])
             ax.step(x, np.concatenate([[0.0], c[f"cif_{cause}"].to_numpy()]), where="post",
                     color=col, lw=1.2, label=f"{level}: {cause}")
+            if ci:
+                lo = np.concatenate([[0.0], c[f"lower_{cause}"].to_numpy()])
+                hi = np.concatenate([[0.0], c[f"upper_{cause}"].to_numpy()])
+                ok = np.isfinite(lo) & np.isfinite(hi)
+                ax.fill_between(x[ok], lo[ok], hi[ok], step="post", color=col, alpha=0.15,
+                                lw=0)
             if competing is not None:
                 ax.step(x, np.concatenate([[0.0], c[f"cif_{competing}"].to_numpy()]),
                         where="post", color=col, lw=1.0, ls="--", label=f"{level}: {competing}")

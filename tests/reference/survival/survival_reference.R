@@ -108,6 +108,10 @@ out$cox <- list(
   alda_psychiatric_discharge = cox_case("Surv(time, event) ~ treatment_plan", psy),
   alda_rearrest = cox_case("Surv(time, event) ~ person_crime + property_crime + age", rea)
 )
+# stratified Cox: coxph(Surv(time, event) ~ person_crime + age + strata(property_crime))
+out$cox_strata <- list(
+  alda_rearrest = cox_case("Surv(time, event) ~ person_crime + age + strata(property_crime)", rea)
+)
 out$logrank <- list(
   alda_cocaine_relapse_1 = lr_case("Surv(time, event) ~ needle", coc),
   alda_psychiatric_discharge = lr_case("Surv(time, event) ~ treatment_plan", psy),
@@ -123,9 +127,15 @@ cif_case <- function(d) {
   strata <- rep(sub(".*=", "", names(fit$strata)), fit$strata)
   ps <- fit$pstate
   cn <- fit$states
+  col <- function(m, state) m[, which(cn == state)]
+  # std.err: infinitesimal jackknife (R's default for multi-state curves); CI conf.type "log"
   list(group = strata, time = fit$time,
-       survival = ps[, which(cn == "(s0)")],
-       cif_relapse = ps[, which(cn == "relapse")], cif_dropout = ps[, which(cn == "dropout")])
+       survival = col(ps, "(s0)"), cif_relapse = col(ps, "relapse"),
+       cif_dropout = col(ps, "dropout"),
+       se_survival = col(fit$std.err, "(s0)"), se_relapse = col(fit$std.err, "relapse"),
+       se_dropout = col(fit$std.err, "dropout"),
+       lower_relapse = col(fit$lower, "relapse"), upper_relapse = col(fit$upper, "relapse"),
+       lower_survival = col(fit$lower, "(s0)"), upper_survival = col(fit$upper, "(s0)"))
 }
 if (file.exists(file.path(here, "inputs", "competing_example.csv"))) {
   out$cif <- list(competing_example = cif_case(inp("competing_example.csv")))
