@@ -1268,7 +1268,7 @@ def derive(
             "use rule 'a' or 'b', or add clinical_events.csv.")
 
     status = responder_status(cohort, scale, response_reduction=response_reduction)
-    all_rows = status.copy()
+
     obs = status[status["score"].notna()]
     sc_name = status["scale"].iloc[0] if len(status) else scale
     # last planned assessment per subject (missing-score rows included)
@@ -1395,5 +1395,4 @@ def derive(
     out.attrs["excluded"] = pd.DataFrame(excluded, columns=["subject_id", "arm", "reason"])
     out.attrs["relapse_rule"] = "+".join(rules)
     out.attrs["origin"] = origin
-    del all_rows
     return out
