@@ -132,7 +132,7 @@ def test_adtte_cnsr_zero_is_the_event(built, imported):
         assert row["cnsr"] == cnsr
         assert row["event"] == (1 if cnsr == 0 else 0)
         assert row["time"] == r.AVAL
-    assert tte["event"].sum() == int((raw["CNSR"].round() == 0).sum()) == 2
+    assert tte["event"].sum() == int((raw["CNSR"].round() == 0).sum()) == 8
     assert set(tte.loc[tte["event"] == 0, "cnsr"]) == {1, 2}
 
 

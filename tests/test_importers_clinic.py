@@ -54,7 +54,7 @@ def test_fixture_imports_to_a_valid_strict_cohort(imported, tmp_path):
     assert cohort.metadata["privacy"] == "strict"
     assert cohort.metadata["primary_scale"] == "MADRS"
     assert set(cohort.assessments["scale"]) == {"MADRS", "PHQ9"}
-    assert cohort.n_subjects == 6
+    assert cohort.n_subjects == 24
     assert (folder / "import_report.md").exists()
     assert cli_main(["validate", str(folder)]) == 0
 
@@ -145,7 +145,7 @@ def test_identifiers_and_dates_are_dropped_and_reported(imported, tmp_path):
     report = imported.to_markdown()
     for column in ("Full name", "Phone", "Patient name", "Email", "Comments", "Birth date"):
         assert column in report
-    assert set(imported.cohort.subjects["subject_id"]) == {f"P{i:04d}" for i in range(1, 7)}
+    assert set(imported.cohort.subjects["subject_id"]) == {f"P{i:04d}" for i in range(1, 25)}
 
 
 def test_cli_import_writes_report_and_id_key(tmp_path):
@@ -155,7 +155,7 @@ def test_cli_import_writes_report_and_id_key(tmp_path):
     assert cli_main(["import", "--mapping", str(FIXTURE / "mapping.toml"), "--out", str(out),
                      "--id-key", str(key), "--report", str(html)]) == 0
     assert not any("key" in p.name for p in out.iterdir())
-    assert pd.read_csv(key).shape == (6, 2)
+    assert pd.read_csv(key).shape == (24, 2)
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and "Columns dropped and why" in page
 
