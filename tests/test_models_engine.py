@@ -355,3 +355,21 @@ def test_time_scale_helpers():
     np.testing.assert_allclose(pw["day_after_7"], [0.0, 0.0, 3.0])
     with pytest.raises(ConfigurationError):
         log_time([-2.0])
+
+
+def test_aliased_columns_are_dropped_with_a_warning(traj):
+    d = traj.assign(arm_copy=traj.arm * 2.0)
+    with pytest.warns(ka.errors.StatisticalWarning, match="arm_copy"):
+        res = ka.lmm(d, "score ~ day + arm + arm_copy", groups="subject_id")
+    assert list(res.fe_params.index) == ["Intercept", "day", "arm"]
+    ref = ka.lmm(traj, "score ~ day + arm", groups="subject_id")
+    np.testing.assert_allclose(res.fe_params, ref.fe_params, rtol=1e-10)
+
+
+def test_mmrm_group_must_be_constant_within_subject(traj):
+    d = traj.assign(g=np.where(traj.visit % 2 == 0, "a", "b"))
+    with pytest.raises(DataValidationError, match="constant within subject"):
+        ka.mmrm(d, "score ~ C(visit)", subject="subject_id", visit="visit", group="g")
+    with pytest.raises(ConfigurationError, match="REML"):
+        ka.mmrm(traj, "score ~ C(visit)", subject="subject_id", visit="visit", reml=False,
+                df_method="kenward-roger")
