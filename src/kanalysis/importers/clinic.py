@@ -388,7 +388,7 @@ def _stage_table(
             log.keep(table, target, f"{path.name}:{source}", "true/false")
         else:
             text = values.astype(object).where(values.notna(), None)
-            text = text.map(lambda v: str(v).strip() if v is not None else None)
+            text = text.map(_as_text)
             if target in recodes:
                 table_map = {str(k): v for k, v in recodes[target].items()}
                 text = text.map(lambda v, m=table_map: m.get(v, v) if v is not None else None)
@@ -458,6 +458,16 @@ def _stage_table(
                        "and date-time", severity=ERROR)
     out.attrs["rows_read"] = rows_read
     return out, when
+
+
+def _as_text(value) -> str | None:
+    """Cell -> trimmed text; spreadsheet numbers such as 1001.0 become "1001" (ids keep matching)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
 
 
 def _translate_rows(rows, pos: pd.Series):
