@@ -127,7 +127,8 @@ def test_rmst_and_se_match_r_print_survfit(name):
     if len(groups) == 2:
         diff = out[out["p"].notna()].iloc[0]
         r_rmst, r_se = _arr(ref["rmst"]), _arr(ref["se"])
-        assert diff["rmst"] == pytest.approx(r_rmst[1] - r_rmst[0], abs=1e-4)
+        sign = -1 if name == "synthetic_maintenance" else 1  # control arm is the reference
+        assert diff["rmst"] == pytest.approx(sign * (r_rmst[1] - r_rmst[0]), abs=1e-4)
         assert diff["se"] == pytest.approx(np.hypot(*r_se), abs=1e-4)
         assert diff["lower"] < diff["rmst"] < diff["upper"]
 
@@ -513,3 +514,14 @@ def test_stratified_cox_and_zph_match_r(ties):
     for col in ("coef", "se", "hr", "lower", "upper", "p"):
         np.testing.assert_allclose(fit.summary[col], _arr(ref[col]), atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(fit.ph_test()["chisq"], _arr(ref["zph_chisq"]), rtol=1e-4)
+
+
+def test_rmst_difference_uses_control_arm_and_explicit_reference():
+    d = DATASETS["synthetic_maintenance"][0]()
+    out = du.rmst(d, 56)
+    assert out.index[-1] == "maintenance - no_maintenance"
+    flipped = du.rmst(d, 56, reference="maintenance")
+    assert flipped.index[-1] == "no_maintenance - maintenance"
+    assert flipped["rmst"].iloc[-1] == pytest.approx(-out["rmst"].iloc[-1])
+    with pytest.raises(ConfigurationError, match="tau"):
+        du.rmst(d, 0)

@@ -137,6 +137,18 @@ def _group_levels(values) -> list:
     return sorted(pd.unique(values), key=lambda v: (str(type(v)), v))
 
 
+_CONTROL_HINTS = ("no_maintenance", "placebo", "midazolam", "saline", "control")
+
+
+def _control_level(levels: Sequence) -> object:
+    """The control arm among ``levels`` (first match of the usual names), else the first level."""
+    for hint in _CONTROL_HINTS:
+        for level in levels:
+            if str(level).lower() == hint:
+                return level
+    return levels[0]
+
+
 def _z(conf_level: float) -> float:
     if not 0 < conf_level < 1:
         raise ConfigurationError(f"conf_level must lie strictly between 0 and 1, got {conf_level}.")
@@ -901,8 +913,8 @@ def rmst(
         Horizon, on the time scale of ``time`` (days). Choose it before looking at the data,
         no later than the end of follow-up in every group.
     reference : str, optional
-        Reference group for differences (default: the first sorted level; for the maintenance
-        design pass ``"no_maintenance"``).
+        Reference group for differences (default: a control arm such as ``no_maintenance``,
+        ``placebo`` or ``midazolam`` when present, else the first sorted level).
 
     Returns
     -------
@@ -937,7 +949,7 @@ def rmst(
     out["upper"] = out["rmst"] + z * out["se"]
     out["p"] = np.nan
     if len(km.groups) > 1:
-        ref = reference if reference is not None else km.groups[0]
+        ref = reference if reference is not None else _control_level(km.groups)
         if ref not in rows:
             raise ConfigurationError(f"reference {ref!r} is not a level of {group!r}: {km.groups}.")
         for level in km.groups:
