@@ -148,6 +148,13 @@ def _parse_L(L, names: list[str]) -> np.ndarray:
     return arr
 
 
+def _level_label(v) -> str:
+    """Level as text; integer-valued floats (a 0/1 arm column) without the trailing .0."""
+    if isinstance(v, float | np.floating) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
 class FixedEffectsResult:
     """Fixed effects, their covariance and small-sample df (shared by LMM and MMRM results)."""
 
@@ -273,10 +280,8 @@ class FixedEffectsResult:
         out = cells.copy()
         for k in ("estimate", "std_error", "df", "ci_lower", "ci_upper", "t", "p_value"):
             out[k] = tab[k]
-        if by:
-            out = out.sort_values(by + specs, kind="stable").reset_index(drop=True)
-            out = out[by + specs + [c for c in out.columns if c not in by + specs]]
-            out = out[specs + by + [c for c in out.columns if c not in specs + by]]
+        if by:  # emmeans order: specs vary fastest within each by cell
+            out = out.sort_values(by, kind="stable").reset_index(drop=True)
         return out
 
     def contrast(self, specs, by=None, method: str = "pairwise", ref=None,
@@ -316,7 +321,7 @@ class FixedEffectsResult:
                 if sel_a.sum() != 1 or sel_b.sum() != 1:
                     continue
                 rows.append(Lm[sel_a][0] - Lm[sel_b][0])
-                names.append(f"{a} - {b}")
+                names.append(f"{_level_label(a)} - {_level_label(b)}")
                 bykeys.append(bk)
         Lmat = np.array(rows)
         tab = self._contrast_rows(Lmat, alpha)
