@@ -193,6 +193,13 @@ def _cmd_import(args) -> int:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
+    if args.id_key and result.id_key is not None:
+        # Written even when the import fails: the report names subjects by pseudonym only.
+        key = Path(args.id_key)
+        key.parent.mkdir(parents=True, exist_ok=True)
+        tmp = key.with_name(f".{key.name}.tmp")
+        result.id_key.to_csv(tmp, index=False)
+        tmp.replace(key)
     if not result.ok:
         text = result.to_html() if args.report_format == "html" else result.to_markdown()
         print(text, file=sys.stderr)
@@ -200,12 +207,6 @@ def _cmd_import(args) -> int:
               file=sys.stderr)
         return 1
     folder = result.save(args.out, format=args.format)
-    if args.id_key and result.id_key is not None:
-        key = Path(args.id_key)
-        key.parent.mkdir(parents=True, exist_ok=True)
-        tmp = key.with_name(f".{key.name}.tmp")
-        result.id_key.to_csv(tmp, index=False)
-        tmp.replace(key)
     n_warn = len(result.report.warnings)
     print(f"wrote {folder}: {result.cohort.n_subjects} subjects "
           f"({', '.join(f'{n} {len(t)}' for n, t in result.cohort.tables.items())}); "

@@ -245,7 +245,8 @@ def import_clinic(
         if table == "subjects":
             continue
         out = df.copy()
-        if when is not None and when.notna().any():
+        dated = {"datetime", "date"} & set((mapping.get(table, {}) or {}).get("columns", {}) or {})
+        if when is not None and dated:
             start = out["subject_id"].map(anchor)
             if _date_only(mapping.get(table, {})):
                 # Dates without clock times count whole days from the date of the first infusion.
@@ -435,10 +436,15 @@ def _stage_table(
                 out[target] = datetimes[target]
     if table == "infusions" and "end_datetime" in datetimes:
         out["end_datetime"] = datetimes["end_datetime"]
-    if table != "subjects" and {"datetime", "date"} & set(columns) and when.isna().any():
-        gaps = when.isna()
-        report.add(label, columns.get("datetime") or columns.get("date"), sheet_rows(pos[gaps]),
-                   "missing or unreadable date: the record cannot be placed in time")
+    if table != "subjects" and {"datetime", "date"} & set(columns):
+        # Unreadable dates are reported by the parser; here only the empty cells.
+        source = columns.get("datetime") or columns.get("date")
+        if source in data.columns:
+            cells = data.loc[out.index, source]
+            empty = cells.isna() | (cells.astype(str).str.strip() == "")
+            if empty.any():
+                report.add(label, source, sheet_rows(pos[empty]),
+                           "missing date: the record cannot be placed in time")
 
     # Duplicated records.
     if table == "subjects" and "subject_id" in out:

@@ -21,6 +21,12 @@ _ROWS_NOTE = (
 )
 
 
+_IDS_NOTE = (
+    "Subject ids in cohort tables are pseudonyms (P0001, ...); `kanalysis import --id-key FILE` "
+    "writes the key to your original ids."
+)
+
+
 def _md_table(df: pd.DataFrame) -> str:
     if df is None or df.empty:
         return "_none_\n"
@@ -77,7 +83,10 @@ def import_report_markdown(result) -> str:
     if result.cohort is not None:
         counts = ", ".join(f"{n}: {len(t)} rows" for n, t in result.cohort.tables.items())
         lines.append(f"- Tables: {counts}")
-    lines += ["", _ROWS_NOTE, ""]
+    lines += ["", _ROWS_NOTE]
+    if result.id_key is not None:
+        lines += ["", _IDS_NOTE]
+    lines.append("")
     for title, body in _sections(result):
         lines += [f"## {title}", ""]
         lines.append(body if isinstance(body, str) else _md_table(body))
@@ -100,6 +109,8 @@ def import_report_html(result) -> str:
         f"<p>Source: {html.escape(result.log.source)}<br>Status: {html.escape(_status(result))}</p>",
         f"<p>{html.escape(_ROWS_NOTE)}</p>",
     ]
+    if result.id_key is not None:
+        parts.append(f"<p>{html.escape(_IDS_NOTE)}</p>")
     for heading, body in _sections(result):
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         if isinstance(body, str):
