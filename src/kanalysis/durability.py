@@ -670,6 +670,13 @@ def cox(
                       StatisticalWarning, stacklevel=2)
     if e.sum() == 0:
         raise DataValidationError(f"Column {event!r} has no events; a Cox model cannot be fitted.")
+    if e.sum() < 10 * x.shape[1]:
+        import warnings
+
+        # Peduzzi et al. (1995) J Clin Epidemiol 48:1503: < 10 events per coefficient
+        warnings.warn(
+            f"cox: {int(e.sum())} events for {x.shape[1]} coefficient(s) (< 10 per coefficient); "
+            "estimates and Wald CIs may be unreliable.", StatisticalWarning, stacklevel=2)
     skey = (used[strata_cols].astype(str).agg("|".join, axis=1).to_numpy()
             if strata_cols else None)
     xa = x.to_numpy(dtype=float)

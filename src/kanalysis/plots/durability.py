@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 
 from kanalysis.errors import ConfigurationError
 from kanalysis.plots.style import OKABE_ITO, arm_colors, style_context
@@ -59,7 +60,7 @@ def km_plot(
     xlabel: str = "Days",
     ylabel: str = "Probability free of relapse",
     **km_kwargs,
-):
+) -> Axes:
     """Kaplan-Meier curves with pointwise CI bands and a numbers-at-risk table beneath.
 
     Parameters
@@ -172,7 +173,7 @@ def cumulative_incidence_plot(
     xlabel: str = "Days",
     ylabel: str = "Cumulative incidence",
     **cif_kwargs,
-):
+) -> Axes:
     """Aalen-Johansen cumulative incidence curves: ``cause`` solid, ``competing`` dashed.
 
     With ``ci`` the pointwise CI of ``cause`` is shaded (infinitesimal-jackknife SE, as R).
@@ -227,7 +228,7 @@ def response_rate_plot(
     colors: dict | None = None,
     ylabel: str = "Responders (%)",
     dodge: float = 0.12,
-):
+) -> Axes:
     """Response (or remission) rate by visit and arm with Wilson CI error bars.
 
     Parameters
@@ -276,7 +277,7 @@ def swimmer_plot(
     max_subjects: int | None = 60,
     colors: dict | None = None,
     sort_by: str | None = None,
-):
+) -> Axes:
     """One horizontal lane per subject: follow-up, response periods, infusions, relapse, censoring.
 
     Lanes run from the first infusion (day 0) to the last assessment. The lane is drawn thick and
