@@ -201,13 +201,26 @@ mmrm_record <- function(d, formula, subject, visit, structure, reml, id, dataset
   # emmeans as it reports on the gls fit itself (cross-check only).
   es <- as.data.frame(summary(emm)); cs <- as.data.frame(summary(con, infer = TRUE))
 
+  # LS-means of `specs` averaged over `by`. The weights are built here from the `by` x `specs`
+  # linear functions: emmeans' "proportional" weights for a gls fit with varIdent use the
+  # ref_grid's .wgt., which divides the visit counts by the varIdent SD ratios (a quirk: the
+  # variance weights are taken for case weights), so it is kept only as a cross-check.
   extra <- lapply(extra_emm, function(e) {
-    em2 <- emmeans(fit, as.formula(paste("~", e$spec)), weights = e$weights, mode = emmeans_df_mode)
-    L2 <- em2@linfct
-    lab <- data.frame(as.character(em2@grid[[e$spec]])); names(lab) <- e$spec
+    w <- if (e$weights == "proportional") {
+      as.numeric(table(d[[by]])[as.character(grid[[by]])])  # frequencies in the analysis rows
+    } else rep(1, nrow(grid))
+    lev <- levels(d[[e$spec]])
+    L2 <- t(vapply(lev, function(l) {
+      s <- as.character(grid[[specs]]) == l
+      colSums(Lls[s, , drop = FALSE] * w[s]) / sum(w[s])
+    }, numeric(ncol(Lls))))
+    lab <- data.frame(lev); names(lab) <- e$spec
     r <- lin_rows(L2, beta, V, satterthwaite_df(L2, pol$theta, structure, st, pol$hessian), lab)
     r$t <- NULL; r$p_value <- NULL
-    list(specs = e$spec, weights = e$weights, table = r)
+    em2 <- emmeans(fit, as.formula(paste("~", e$spec)), weights = e$weights, mode = "df.error")
+    list(specs = e$spec, weights = e$weights,
+         weights_used = if (e$weights == "proportional") "frequency of each level of the averaged-over factor in the analysis rows" else "equal",
+         table = r, emmeans_on_gls = as.data.frame(summary(em2)))
   })
 
   vlev <- st$visit_levels
