@@ -62,7 +62,7 @@ def _newton(fun_grad, x, f, g, lo, max_iter, tol=1e-8):
         free = ~((x <= lo + 1e-12) & (g > 0))
         if np.max(np.abs(g[free]), initial=0.0) < tol:
             return x, f, g, True
-        H = _hessian_fd(fun_grad, x, g, lo, forward=len(x) > 12)
+        H = _hessian_fd(fun_grad, x, g, lo, forward=True)
         Hf = H[np.ix_(free, free)]
         w, V = np.linalg.eigh(Hf)
         if not np.all(np.isfinite(w)):
