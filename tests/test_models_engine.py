@@ -373,3 +373,24 @@ def test_mmrm_group_must_be_constant_within_subject(traj):
     with pytest.raises(ConfigurationError, match="REML"):
         ka.mmrm(traj, "score ~ C(visit)", subject="subject_id", visit="visit", reml=False,
                 df_method="kenward-roger")
+
+
+def test_degenerate_data_raise_clear_errors(traj):
+    with pytest.raises(DataValidationError, match="exactly"):
+        ka.lmm(traj.assign(score=5.0), "score ~ day", groups="subject_id")
+    with pytest.raises(DataValidationError, match="exactly"):
+        ka.mmrm(traj.assign(score=5.0), "score ~ C(visit)", subject="subject_id", visit="visit")
+    one = traj[traj.subject_id == traj.subject_id.iloc[0]]
+    with pytest.raises(ConfigurationError, match="single subject"):
+        ka.lmm(one, "score ~ day", groups="subject_id")
+
+
+def test_estimates_are_equivariant_under_rescaling(traj):
+    """Outcome x 1000 and time x 7 (days -> weeks the other way round): same t, df, llf shift."""
+    a = ka.lmm(traj, "score ~ day * arm", groups="subject_id", re_formula="~ 1 + day")
+    b = ka.lmm(traj.assign(score=traj.score * 1000, day=traj.day / 7), "score ~ day * arm",
+               groups="subject_id", re_formula="~ 1 + day")
+    np.testing.assert_allclose(a.tvalues, b.tvalues, rtol=1e-5)
+    np.testing.assert_allclose(a.df, b.df, rtol=1e-4)
+    # REML: |V| scales by 1000^(2N), |X'V^-1X| by 1000^(-2p) and by 7^4 (two columns / 7)
+    assert b.llf == pytest.approx(a.llf - (a.n_obs - 4) * np.log(1000) + 2 * np.log(7), abs=1e-5)

@@ -127,6 +127,16 @@ def build_design(
     X = np.asarray(mm.rhs, dtype=float)
     fe_names = [str(c) for c in mm.rhs.columns]
     X, fe_names, dropped = _drop_aliased(X, fe_names, what)
+    if len(starts) < 2:
+        raise ConfigurationError(
+            f"{what}: the data hold a single subject ({labels[0]!r} in column {subject!r}); "
+            "a mixed model needs at least two subjects.")
+    beta_ols = np.linalg.lstsq(X, y, rcond=None)[0]
+    rss = float(np.sum((y - X @ beta_ols) ** 2))
+    if rss <= 1e-20 * max(float(np.sum(y**2)), 1e-300) or len(y) <= X.shape[1]:
+        raise DataValidationError(
+            f"{what}: the fixed effects fit the outcome {response!r} exactly (e.g. it is "
+            "constant), so there is no residual variation to model; check the outcome column.")
     factors = set(_FACTOR_CALL.findall(formula))
     for v in variables:
         if v != response and not pd.api.types.is_numeric_dtype(frame[v]):

@@ -506,6 +506,16 @@ class MMRMEngine:
         return np.array([st.sigma_nat(v) for st, v in
                          zip(self.structures, self.split(nat, self.nat_sizes), strict=True)])
 
+    def natural_scale(self, nat):
+        """Typical magnitude of each natural parameter: mean visit variance divided by how much
+        a unit change moves Sigma (1 for a covariance, ~variance for a correlation)."""
+        sig = self.sigmas_nat(nat)
+        out = []
+        for g, d in self.dsigma_nat(nat):
+            v = float(np.mean(np.diag(sig[g])))
+            out.append(v / max(float(np.max(np.abs(d))), 1e-12))
+        return np.array(out)
+
     def opt_to_nat(self, opt):
         return np.concatenate([st.to_natural(v) for st, v in
                                zip(self.structures, self.split(opt, self.opt_sizes), strict=True)])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from kanalysis.errors import ConfigurationError, ConvergenceWarning
+from kanalysis.errors import ConfigurationError, ConvergenceError, ConvergenceWarning
 from kanalysis.models import inference
 from kanalysis.models._design import Design, design_rows, reference_grid
 
@@ -116,6 +116,10 @@ def minimise(fun_grad, x0, bounds=None, what="model", advice=""):
         x = res.x
         f, g = fun_grad(x)
         x, f, g, ok = _newton(fun_grad, x, f, g, lo, max_iter=10)
+    if not (np.all(np.isfinite(x)) and np.isfinite(f) and np.all(np.isfinite(g))):
+        raise ConvergenceError(
+            f"{what}: the optimiser ran into non-finite values of the likelihood "
+            f"({message}). {advice}")
     free = ~((x <= lo + 1e-12) & (g > 0))
     gmax = float(np.max(np.abs(g[free]), initial=0.0))
     converged = bool(np.isfinite(f) and gmax < 1e-3 * max(1.0, abs(f)) ** 0.5)

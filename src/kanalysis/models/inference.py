@@ -30,14 +30,21 @@ import numpy as np
 from scipy import stats
 
 
-def numerical_hessian(grad_fn, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
-    """Hessian by central differences of an analytic gradient, symmetrised."""
+def numerical_hessian(grad_fn, x: np.ndarray, rel: float = 1e-4, typical=None) -> np.ndarray:
+    """Hessian by central differences of an analytic gradient, symmetrised.
+
+    The step for parameter k is ``rel * max(|x_k|, 1e-3 * typical_k)``, where ``typical`` gives
+    each parameter's natural magnitude (so that a covariance near zero gets a step on the scale
+    of the variances, not of itself).
+    """
     x = np.asarray(x, dtype=float)
     K = len(x)
     H = np.empty((K, K))
-    floor = 1e-3 * max(float(np.max(np.abs(x))), 1e-8)
+    if typical is None:
+        typical = np.full(K, max(float(np.max(np.abs(x))), 1e-8))
+    typical = np.maximum(np.asarray(typical, dtype=float), 1e-12)
     for k in range(K):
-        h = rel * max(abs(x[k]), floor)
+        h = rel * max(abs(x[k]), 1e-3 * typical[k])
         e = np.zeros(K)
         e[k] = h
         H[:, k] = (grad_fn(x + e) - grad_fn(x - e)) / (2.0 * h)

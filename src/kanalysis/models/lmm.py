@@ -82,8 +82,13 @@ class LMMResult(FixedEffectsResult):
         # parameterisation at interior optima, and at singular fits (theta_jj = 0) it drops the
         # degenerate direction exactly as lmerTest does.
         vp = np.r_[self.theta, np.sqrt(self.scale)]
+        # theta is relative to sigma (dimensionless): its typical size is that of its largest
+        # element; sigma is on the outcome scale.
+        typical = np.r_[np.full(engine.n_theta, max(float(np.abs(self.theta).max()), 1e-3)),
+                        vp[-1]]
         H = inference.numerical_hessian(
-            lambda v: _vp_jacobian(engine, v).T @ engine.grad_nat(_vp_to_nat(engine, v)), vp)
+            lambda v: _vp_jacobian(engine, v).T @ engine.grad_nat(_vp_to_nat(engine, v)), vp,
+            typical=typical)
         W, ok = inference.param_covariance(H)
         self.hessian_ok = ok
         J = _vp_jacobian(engine, vp)

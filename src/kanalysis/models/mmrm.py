@@ -92,7 +92,7 @@ class MMRMResult(FixedEffectsResult):
         self.aic = dev + 2 * k
         self.bic = dev + k * np.log(self.n_groups)
         st = engine.state(nat)
-        H = inference.numerical_hessian(engine.grad_nat, nat)
+        H = inference.numerical_hessian(engine.grad_nat, nat, typical=engine.natural_scale(nat))
         W, ok = inference.param_covariance(H)
         self.hessian_ok = ok
         P = engine.P_list(nat)
@@ -273,7 +273,7 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
         sel = engine.pat_group == gi
         counts = (engine.pat_mask[sel] * engine.n_s[sel, None]).sum(0)
         if np.any(counts < 2) and covariance in ("us", "csh", "ar1h"):
-            few = [visit_levels[j] for j in np.flatnonzero(counts < 2)]
+            few = [str(visit_levels[j]) for j in np.flatnonzero(counts < 2)]
             warnings.warn(
                 f"mmrm: visit level(s) {few}" + ("" if group is None else f" in group {gl}")
                 + f" have fewer than 2 observations, so their variance under {covariance!r} is "
