@@ -74,8 +74,17 @@ NOTEBOOKS = (
 )
 DEFAULT_COHORT = "data/synthetic/serial"
 COVARIANCE_STRUCTURES = ("us", "cs", "csh", "ar1", "ar1h", "toep")
-#: Relapse rules (issue "durability"): loss of response, score threshold, clinical events.
-RELAPSE_RULES = ("loss_of_response", "threshold", "clinical_events")
+#: Relapse rules of :func:`kanalysis.durability.derive`: (a) loss of response, (b) score threshold,
+#: (c) clinical events, by letter or name; combine with "+" (``"b+c"`` is SUSTAIN-1's definition).
+RELAPSE_RULES = (
+    "a",
+    "b",
+    "c",
+    "loss_of_response",
+    "threshold",
+    "clinical_event",
+    "clinical_events",
+)
 FIGURE_FORMATS = ("pdf", "svg", "png")
 RESULTS_SCHEMA_VERSION = "1.0"
 MANIFEST_SCHEMA_VERSION = "1.0"
@@ -361,8 +370,9 @@ def validate_parameters(
         Fraction of the baseline score lost for response, in (0, 1] (0.5: >= 50% reduction).
     remission_threshold : float or None
         Remission cut-off within the scale's range; None means the scale's default.
-    relapse_rule : {"loss_of_response", "threshold", "clinical_events"}
-        How relapse is defined (see :mod:`kanalysis.durability`).
+    relapse_rule : str
+        ``"a"``/``"loss_of_response"``, ``"b"``/``"threshold"``, ``"c"``/``"clinical_events"`` or a
+        ``"+"`` combination such as ``"b+c"`` (see :func:`kanalysis.durability.derive`).
     relapse_threshold : float or None
         Score cut-off for the ``threshold`` rule, within the scale's range (None: rule default).
     alpha : float
@@ -431,7 +441,13 @@ def validate_parameters(
             )
         if value < 0:
             raise ConfigurationError(f"Parameter `{name}` must be >= 0, but {value:g} was passed.")
-    _choice("relapse_rule", relapse_rule, RELAPSE_RULES)
+    parts = relapse_rule.split("+") if isinstance(relapse_rule, str) else [relapse_rule]
+    for part in parts:
+        if part.strip() not in RELAPSE_RULES:
+            raise ConfigurationError(
+                f"The value for parameter `relapse_rule` must be one of {list(RELAPSE_RULES)} or "
+                f"a '+' combination (e.g. 'b+c'), but {relapse_rule!r} was passed."
+            )
     a = _number("alpha", alpha)
     if not 0 < a <= 0.5:
         raise ConfigurationError(

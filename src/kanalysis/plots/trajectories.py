@@ -72,6 +72,7 @@ def visit_summary(
     group: str | None = "arm",
     alpha: float = 0.05,
     label: str | None = "visit",
+    min_count: int | None = None,
 ) -> pd.DataFrame:
     """Mean and t-based confidence interval of ``y`` by visit (and arm).
 
@@ -88,6 +89,9 @@ def visit_summary(
         1 - confidence level.
     label : str, optional
         A visit label column carried into the output.
+    min_count : int, optional
+        Privacy: cells with fewer than ``min_count`` values get missing statistics and ``n``
+        (a mean of a handful of patients nearly describes each of them).
 
     Returns
     -------
@@ -116,6 +120,10 @@ def visit_summary(
     half = np.where(agg["n"] > 1, tq * agg["se"], np.nan)
     agg["ci_lower"] = agg["mean"] - half
     agg["ci_upper"] = agg["mean"] + half
+    if min_count is not None:
+        small = agg["n"] < min_count
+        agg["n"] = agg["n"].astype(float)
+        agg.loc[small, ["n", "mean", "sd", "se", "ci_lower", "ci_upper"]] = np.nan
     cols = [
         c
         for c in (group, visit, label, "x", "n", "mean", "sd", "se", "ci_lower", "ci_upper")

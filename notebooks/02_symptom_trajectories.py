@@ -1,0 +1,199 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (kanalysis)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 Symptom trajectories
+#
+# How depression scores move after ketamine: each subject's course with the mean and its
+# confidence interval by arm; a linear mixed model with a random intercept and slope per subject
+# on linear time and on log time (ketamine acts within hours, so log time often fits better); and
+# an MMRM of the change from baseline with LS-means by visit and arm and the arm differences.
+#
+# Models are fitted by `kanalysis.lmm` / `kanalysis.mmrm` (REML, Satterthwaite df), whose numbers
+# are checked against R (lme4 + lmerTest, nlme + emmeans) in the test suite.
+
+# %% tags=["parameters"]
+cohort_path: str = "data/synthetic/single"  # cohort folder, relative to the repository root
+scale = None  # type: Optional[str] scale in kanalysis.scales; None: the cohort's primary scale
+response_reduction: float = 0.5  # response: this fraction of baseline lost, in (0, 1]
+remission_threshold = None  # type: Optional[float] remission cut-off; None: the scale's default
+relapse_rule: str = "loss_of_response"  # loss_of_response, threshold or clinical_events
+relapse_threshold = None  # type: Optional[float] cut-off of the threshold rule; None: its default
+alpha: float = 0.05  # significance level; intervals are 100 * (1 - alpha)%
+covariance: str = "us"  # MMRM covariance: us, cs, csh, ar1, ar1h or toep
+output_dir: str = "reports/notebooks"  # figures/, tables/ and results.json go here
+figure_formats: str = "pdf,svg,png"  # comma-separated figure formats
+privacy: str = "none"  # "strict": no row-level records, small counts suppressed
+min_cell_count: int = 11  # smallest count shown when privacy is strict
+
+# %% [markdown]
+# Check the parameters (papermill injects them without checking), then load and validate the
+# cohort. A bad value stops here with a message naming the parameter.
+
+# %%
+from IPython.display import display
+
+from kanalysis.plots.style import use_style
+from kanalysis.runner import NotebookReport, validate_parameters
+
+params = validate_parameters(
+    cohort_path=cohort_path,
+    scale=scale,
+    response_reduction=response_reduction,
+    remission_threshold=remission_threshold,
+    relapse_rule=relapse_rule,
+    relapse_threshold=relapse_threshold,
+    alpha=alpha,
+    covariance=covariance,
+    output_dir=output_dir,
+    figure_formats=figure_formats,
+    privacy=privacy,
+    min_cell_count=min_cell_count,
+)
+report = NotebookReport("02_symptom_trajectories", params)
+cohort = report.load_cohort()
+use_style()
+print(cohort)
+print(f"scale: {report.scale}; privacy: {report.privacy}")
+
+# %% [markdown]
+# ## Individual courses, mean and CI by arm
+#
+# Observed cases, so the mean is biased if dropout depends on the score: the MMRM below is the
+# estimate to report. With `privacy="strict"` individual courses are not drawn (they are
+# row-level records) and visits with fewer than `min_cell_count` scores are not summarised.
+
+# %%
+import kanalysis as ka
+from kanalysis import outcomes
+from kanalysis.plots import trajectories
+
+data = trajectories.trajectory_data(cohort, report.scale)
+min_count = params.min_cell_count if report.strict else None
+summary = trajectories.visit_summary(data, alpha=params.alpha, min_count=min_count)
+report.save_table(summary, "visit_summary")
+multi_arm = data["arm"].nunique() > 1
+ax = trajectories.spaghetti(
+    data,
+    summary=trajectories.visit_summary(data, alpha=params.alpha, label=None, min_count=min_count),
+    show_individuals=not report.strict,
+    xscale="symlog",
+    ylabel=report.scale,
+)
+report.save_figure(ax.figure, "spaghetti")
+display(summary)
+
+# %% [markdown]
+# ## Linear mixed models: random intercept and slope
+#
+# `score ~ time * arm + (1 + time | subject)` with time in days, then in log time,
+# `log(1 + hours)`. Both are fitted by REML; their AICs compare the time scales (same fixed-effect
+# structure, so REML criteria are comparable).
+
+# %%
+arm_term = " * C(arm)" if multi_arm else ""
+lmm_fits = {}
+for time_name in ("day", "log_time"):
+    lmm_fits[time_name] = ka.lmm(
+        data,
+        formula=f"score ~ {time_name}{arm_term}",
+        groups="subject_id",
+        re_formula=f"~ 1 + {time_name}",
+    )
+    fixed = lmm_fits[time_name].to_frame()
+    report.save_table(fixed, f"lmm_{time_name}_fixed_effects")
+    report.save_table(lmm_fits[time_name].variance_components(), f"lmm_{time_name}_variances")
+    display(fixed)
+report.record(
+    lmm={
+        name: {
+            "formula": fit.formula,
+            "fixed_effects": fit.fe_params.to_dict(),
+            "std_errors": fit.bse.to_dict(),
+            "aic": fit.aic,
+            "llf": fit.llf,
+            "n_obs": fit.n_obs,
+        }
+        for name, fit in lmm_fits.items()
+    }
+)
+
+# %% [markdown]
+# ## MMRM of the change from baseline
+#
+# `change ~ baseline * visit + arm * visit` with an unstructured (or the `covariance` parameter's)
+# within-subject covariance, REML, Satterthwaite df. LS-means weight the visits equally with the
+# baseline at its mean (emmeans / SAS default).
+
+# %%
+status = outcomes.responder_status(
+    cohort,
+    report.scale,
+    response_reduction=params.response_reduction,
+    remission_threshold=params.remission_threshold,
+)
+visit_order = status.sort_values("visit_number")["visit"].drop_duplicates().tolist()
+mmrm_formula = "change ~ baseline * C(visit)" + (" + C(arm) * C(visit)" if multi_arm else "")
+mmrm_fit = ka.mmrm(
+    status,
+    formula=mmrm_formula,
+    subject="subject_id",
+    visit="visit",
+    covariance=params.covariance,
+)
+if multi_arm:
+    lsmeans = mmrm_fit.lsmeans(specs="arm", by="visit")
+    contrasts = mmrm_fit.contrast(specs="arm", by="visit", method="pairwise", alpha=params.alpha)
+else:
+    lsmeans = mmrm_fit.lsmeans(specs="visit")
+    lsmeans["arm"] = data["arm"].iloc[0]
+    contrasts = None
+report.save_table(mmrm_fit.to_frame(), "mmrm_fixed_effects")
+report.save_table(lsmeans, "mmrm_lsmeans")
+display(lsmeans)
+
+# %% [markdown]
+# LS-means of the change from baseline with their confidence intervals, by visit and arm.
+
+# %%
+ax = trajectories.lsmeans_plot(
+    lsmeans, order=visit_order, ylabel=f"Change in {report.scale} (LS-mean)"
+)
+report.save_figure(ax.figure, "lsmeans")
+
+# %% [markdown]
+# Arm differences of the LS-means by visit (none for a single-arm cohort).
+
+# %%
+last_visit = visit_order[-1]
+last = lsmeans[lsmeans["visit"] == last_visit]
+report.record(
+    mmrm={
+        "formula": mmrm_formula,
+        "covariance": params.covariance,
+        "llf": mmrm_fit.llf,
+        "last_visit": last_visit,
+        "lsmeans_last_visit": dict(zip(last["arm"], last["estimate"], strict=True)),
+    }
+)
+if contrasts is not None:
+    report.save_table(contrasts, "mmrm_contrasts")
+    at_last = contrasts[contrasts["visit"] == last_visit].iloc[0]
+    report.results["mmrm"]["contrast_last_visit"] = {
+        k: at_last[k] for k in ("contrast", "estimate", "std_error", "df", "ci_lower", "ci_upper")
+    }
+    display(contrasts)
+
+# %% [markdown]
+# ## Key numbers
+
+# %%
+report.write()
+display(report.results)
