@@ -394,3 +394,19 @@ def test_estimates_are_equivariant_under_rescaling(traj):
     np.testing.assert_allclose(a.df, b.df, rtol=1e-4)
     # REML: |V| scales by 1000^(2N), |X'V^-1X| by 1000^(-2p) and by 7^4 (two columns / 7)
     assert b.llf == pytest.approx(a.llf - (a.n_obs - 4) * np.log(1000) + 2 * np.log(7), abs=1e-5)
+
+
+@pytest.mark.parametrize("df_method", ["satterthwaite", "kenward-roger"])
+def test_mmrm_raw_data_mode_equals_pattern_sums(monkeypatch, df_method):
+    """The memory-saving path (no pattern sums) gives the same fit as the pattern-sum path."""
+    d = simulate_trajectories(60, seed=21, days=(0, 7, 14, 28), dropout=0.0)
+    d = d[np.random.default_rng(2).random(len(d)) > 0.25]
+    kw = dict(subject="subject_id", visit="visit", covariance="csh", df_method=df_method,
+              group="arm")
+    a = ka.mmrm(d, "score ~ C(visit) * arm", **kw)
+    monkeypatch.setattr(_engine.MMRMEngine, "max_pattern_doubles", 0)
+    b = ka.mmrm(d, "score ~ C(visit) * arm", **kw)
+    assert a.engine.pattern_stats and not b.engine.pattern_stats
+    assert a.llf == pytest.approx(b.llf, abs=1e-8)
+    np.testing.assert_allclose(a.bse, b.bse, rtol=1e-6)
+    np.testing.assert_allclose(a.df, b.df, rtol=1e-5)

@@ -444,6 +444,8 @@ class MMRMEngine:
     :mod:`kanalysis.models.covariance`; ``cov_group`` gives the group of each subject.
     """
 
+    max_pattern_doubles = 2.5e7  # 200 MB of pattern sums at most
+
     def __init__(self, y, X, visit_code, subj_code, n_subj, n_visits, cov_group, structures,
                  reml=True):
         self.reml = bool(reml)
@@ -470,22 +472,32 @@ class MMRMEngine:
         self.n_s = np.bincount(pat, minlength=S).astype(float)
         order = np.argsort(pat, kind="stable")
         bounds = np.r_[0, np.cumsum(np.bincount(pat, minlength=S))]
-        Txx = np.empty((S, t, t, p, p))
-        Txy = np.empty((S, t, t, p))
+        self.bounds = bounds
         Tyy = np.empty((S, t, t))
-        for s in range(S):
-            idx = order[bounds[s] : bounds[s + 1]]
-            Xs = Xf[idx].reshape(len(idx), t * p)
-            ys = yf[idx]
-            Txx[s] = (Xs.T @ Xs).reshape(t, p, t, p).transpose(0, 2, 1, 3)
-            Txy[s] = (Xs.T @ ys).reshape(t, p, t).transpose(0, 2, 1)
-            Tyy[s] = ys.T @ ys
-        self.Txx = Txx.reshape(S, t * t, p * p)
-        self.Txy = Txy.reshape(S, t * t, p)
+        # Pattern sums of x_ij x_ik' cost S t^2 p^2 doubles; beyond the budget (many visits,
+        # many patterns and many fixed effects) keep the padded subject data instead and
+        # contract it pattern by pattern in each evaluation.
+        self.pattern_stats = S * t * t * p * p <= self.max_pattern_doubles
+        if self.pattern_stats:
+            Txx = np.empty((S, t, t, p, p))
+            Txy = np.empty((S, t, t, p))
+            for s in range(S):
+                idx = order[bounds[s] : bounds[s + 1]]
+                Xs = Xf[idx].reshape(len(idx), t * p)
+                ys = yf[idx]
+                Txx[s] = (Xs.T @ Xs).reshape(t, p, t, p).transpose(0, 2, 1, 3)
+                Txy[s] = (Xs.T @ ys).reshape(t, p, t).transpose(0, 2, 1)
+                Tyy[s] = ys.T @ ys
+            self.Txx = Txx.reshape(S, t * t, p * p)
+            self.Txy = Txy.reshape(S, t * t, p)
+        else:
+            self.Xs = np.ascontiguousarray(Xf[order])
+            self.ys = np.ascontiguousarray(yf[order])
+            for s in range(S):
+                ys = self.ys[bounds[s] : bounds[s + 1]]
+                Tyy[s] = ys.T @ ys
+        del Xf, yf
         self.Tyy = Tyy.reshape(S, t * t)
-        self.Txx_full = Txx
-        self.Txy_full = Txy
-        self.Tyy_full = Tyy
         self.pm2 = (self.pat_mask[:, :, None] & self.pat_mask[:, None, :]).astype(float)
         self.eye_fill = np.zeros((S, t, t))
         for s in range(S):
@@ -529,6 +541,59 @@ class MMRMEngine:
                 out.append((g, d))
         return out
 
+    # --- contractions with the data (pattern sums or raw padded rows) --------------------------
+    def _xx(self, A, sel=None):
+        """sum over patterns s (in sel) and subjects i of X_i' A_s X_i; A is (S_sel, t, t)."""
+        p = self.p
+        pats = np.arange(self.n_patterns) if sel is None else np.flatnonzero(sel)
+        if self.pattern_stats:
+            T = self.Txx if sel is None else self.Txx[pats]
+            return (A.reshape(-1) @ T.reshape(-1, p * p)).reshape(p, p)
+        out = np.zeros((p, p))
+        for a, s in zip(A, pats, strict=True):
+            Xs = self.Xs[self.bounds[s] : self.bounds[s + 1]]
+            out += np.tensordot(Xs, a @ Xs, axes=([0, 1], [0, 1]))
+        return out
+
+    def _xy(self, A):
+        """sum_s sum_i X_i' A_s y_i."""
+        if self.pattern_stats:
+            return A.reshape(-1) @ self.Txy.reshape(-1, self.p)
+        out = np.zeros(self.p)
+        for s in range(self.n_patterns):
+            b0, b1 = self.bounds[s], self.bounds[s + 1]
+            out += np.tensordot(self.Xs[b0:b1], self.ys[b0:b1] @ A[s].T, axes=([0, 1], [0, 1]))
+        return out
+
+    def _quad_xx(self, M):
+        """(S, t, t) with [s, j, l] = sum_i x_ij' M x_il."""
+        S, t = self.n_patterns, self.t
+        if self.pattern_stats:
+            return (self.Txx @ M.ravel()).reshape(S, t, t)
+        out = np.empty((S, t, t))
+        for s in range(S):
+            Xs = self.Xs[self.bounds[s] : self.bounds[s + 1]]
+            out[s] = np.tensordot(Xs @ M.T, Xs, axes=([0, 2], [0, 2]))
+        return out
+
+    def _xb_y(self, beta):
+        """(S, t, t) with [s, j, l] = sum_i (x_ij' beta) y_il."""
+        S, t = self.n_patterns, self.t
+        if self.pattern_stats:
+            return (self.Txy @ beta).reshape(S, t, t)
+        out = np.empty((S, t, t))
+        for s in range(S):
+            b0, b1 = self.bounds[s], self.bounds[s + 1]
+            out[s] = (self.Xs[b0:b1] @ beta).T @ self.ys[b0:b1]
+        return out
+
+    def _residual_products(self, beta):
+        """(S, t, t) sums of r_ij r_il with r = y - X beta."""
+        S, t = self.n_patterns, self.t
+        xb = self._xb_y(beta)
+        return self.Tyy.reshape(S, t, t) - xb - np.transpose(xb, (0, 2, 1)) + \
+            self._quad_xx(np.outer(beta, beta))
+
     # --- core ---------------------------------------------------------------------------------
     def _core(self, sigmas):
         Sp = sigmas[self.pat_group] * self.pm2 + self.eye_fill
@@ -539,10 +604,9 @@ class MMRMEngine:
         logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1)
         Li = np.linalg.inv(L)
         W = (np.transpose(Li, (0, 2, 1)) @ Li) * self.pm2
-        Wf = W.reshape(self.n_patterns, -1)
-        XtVX = (Wf.ravel() @ self.Txx.reshape(-1, self.p * self.p)).reshape(self.p, self.p)
-        XtVy = Wf.ravel() @ self.Txy.reshape(-1, self.p)
-        ytVy = float(Wf.ravel() @ self.Tyy.ravel())
+        XtVX = self._xx(W)
+        XtVy = self._xy(W)
+        ytVy = float(W.reshape(-1) @ self.Tyy.ravel())
         return dict(W=W, XtVX=0.5 * (XtVX + XtVX.T), XtVy=XtVy, ytVy=ytVy,
                     logdet=float(self.n_s @ logdet))
 
@@ -567,13 +631,11 @@ class MMRMEngine:
     def _G_by_group(self, core, C, beta):
         """Per covariance group t x t matrix G with d(-2l)/dphi_k = sum(dSigma_k * G)."""
         W = core["W"]
-        S, t = self.n_patterns, self.t
-        xb = (self.Txy @ beta).reshape(S, t, t)  # [j, l] = sum_i x_ij'b y_il
-        Trr = self.Tyy.reshape(S, t, t) - xb - np.transpose(xb, (0, 2, 1)) + \
-            (self.Txx @ np.outer(beta, beta).ravel()).reshape(S, t, t)
+        t = self.t
+        Trr = self._residual_products(beta)
         inner = Trr
         if self.reml:
-            inner = inner + (self.Txx @ C.ravel()).reshape(S, t, t)
+            inner = inner + self._quad_xx(C)
         Gs = self.n_s[:, None, None] * W - W @ inner @ W
         out = np.zeros((self.n_groups_cov, t, t))
         np.add.at(out, self.pat_group, Gs)
@@ -613,52 +675,40 @@ class MMRMEngine:
         """X'V^{-1} Sigma_k V^{-1} X per natural parameter (dC/dphi_k = C P_k C)."""
         core = self._core(self.sigmas_nat(nat))
         W = core["W"]
-        S, t, p = self.n_patterns, self.t, self.p
-        Txx2 = self.Txx.reshape(S, t * t, p * p)
         out = []
         for g, d in self.dsigma_nat(nat):
             sel = self.pat_group == g
-            A = (W[sel] @ d @ W[sel]).reshape(-1, t * t)
-            out.append((A.ravel() @ Txx2[sel].reshape(-1, p * p)).reshape(p, p))
+            out.append(self._xx(W[sel] @ d @ W[sel], sel))
         return np.array(out)
 
     def QR_lists(self, nat, d2sigma):
         """Kenward-Roger Q_kl = X'V^-1 S_k V^-1 S_l V^-1 X and R_kl = X'V^-1 S_kl V^-1 X."""
         core = self._core(self.sigmas_nat(nat))
         W = core["W"]
-        S, t, p = self.n_patterns, self.t, self.p
-        Txx2 = self.Txx.reshape(S, t * t, p * p)
+        p = self.p
         ds = self.dsigma_nat(nat)
         K = len(ds)
         Q = np.zeros((K, K, p, p))
         R = np.zeros((K, K, p, p))
-        WdW = [None] * K
-        for k, (_g, d) in enumerate(ds):
-            WdW[k] = W @ d  # (S, t, t), valid for patterns of group g only
+        WdW = [W @ d for _, d in ds]  # valid for the patterns of the parameter's group
         for k in range(K):
             gk = ds[k][0]
             selk = self.pat_group == gk
             for m in range(k, K):
                 if ds[m][0] != gk:
                     continue
-                A = (WdW[k][selk] @ WdW[m][selk] @ W[selk]).reshape(-1, t * t)
-                val = (A.ravel() @ Txx2[selk].reshape(-1, p * p)).reshape(p, p)
+                val = self._xx(WdW[k][selk] @ WdW[m][selk] @ W[selk], selk)
                 Q[k, m] = val
                 Q[m, k] = val.T
                 if d2sigma is not None and d2sigma[k][m] is not None:
-                    B = (W[selk] @ d2sigma[k][m] @ W[selk]).reshape(-1, t * t)
-                    rv = (B.ravel() @ Txx2[selk].reshape(-1, p * p)).reshape(p, p)
+                    rv = self._xx(W[selk] @ d2sigma[k][m] @ W[selk], selk)
                     R[k, m] = rv
                     R[m, k] = rv
         return Q, R
 
     def empirical_cov(self, beta):
         """Available-case covariance of residuals by visit (starting values)."""
-        t, S = self.t, self.n_patterns
-        Tyy = self.Tyy.reshape(S, t, t)
-        xb = (self.Txy @ beta).reshape(S, t, t)
-        Trr = Tyy - xb - np.transpose(xb, (0, 2, 1)) + \
-            (self.Txx @ np.outer(beta, beta).ravel()).reshape(S, t, t)
+        Trr = self._residual_products(beta)
         out = []
         for g in range(self.n_groups_cov):
             sel = self.pat_group == g
