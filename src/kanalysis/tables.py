@@ -35,6 +35,7 @@ __all__ = [
     "check_privacy",
     "infusion_schedule",
     "subject_flow",
+    "suppress_proportions",
     "table_one",
     "to_latex",
     "validation_summary",
@@ -167,6 +168,58 @@ def apply_privacy(
         label if hide else ("NA" if pd.isna(v) else f"{v:g}")
         for v, hide in zip(out[count_column], out["suppressed"], strict=True)
     ]
+    return out
+
+
+def suppress_proportions(
+    table: pd.DataFrame,
+    count: str,
+    total: str | None = None,
+    *,
+    derived: Sequence[str] = (),
+    privacy: str = "none",
+    min_cell_count: int = 11,
+) -> pd.DataFrame:
+    """Hide small counts of a table of proportions (responders of n, subjects with an event).
+
+    In strict mode a row's ``count`` is hidden when it, its complement ``total - count`` (which a
+    reader gets by subtraction) or ``total`` is below ``min_cell_count``; the ``derived`` columns
+    (rate, CI) of that row are hidden with it, and a hidden ``total`` is shown as text. Rows are
+    treated one by one: use :func:`apply_privacy` for cross-tabulations whose margins add up.
+
+    Returns
+    -------
+    DataFrame
+        A copy; in strict mode ``count`` (and ``total``) hold text such as ``"<11"``, and a boolean
+        ``suppressed`` column marks the hidden rows.
+    """
+    check_privacy(privacy, min_cell_count)
+    if privacy == "none":
+        return table
+    out = table.copy()
+    k = pd.to_numeric(out[count], errors="coerce")
+    small = (k > 0) & (k < min_cell_count)
+    total_small = pd.Series(False, index=out.index)
+    if total is not None:
+        n = pd.to_numeric(out[total], errors="coerce")
+        rest = n - k
+        small |= (rest > 0) & (rest < min_cell_count)
+        total_small = (n > 0) & (n < min_cell_count)
+        small |= total_small
+    label = f"<{min_cell_count}"
+
+    def text(values: pd.Series, hide: pd.Series) -> list[str]:
+        return [
+            label if h else ("NA" if pd.isna(v) else f"{v:g}")
+            for v, h in zip(values, hide, strict=True)
+        ]
+
+    out[count] = text(k, small)
+    if total is not None:
+        out[total] = text(pd.to_numeric(out[total], errors="coerce"), total_small)
+    for col in derived:
+        out[col] = out[col].astype(float).mask(small)
+    out["suppressed"] = small.to_numpy()
     return out
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "OKABE_ITO_CYCLE",
     "SVG_HASH_SALT",
     "arm_colors",
+    "control_arm",
     "figure",
     "rc_params",
     "save_figure",
@@ -181,6 +182,15 @@ def use_style(font_size: float = 8.0, **overrides: Any) -> dict[str, Any]:
 def _is_control(arm: str) -> bool:
     low = str(arm).lower()
     return any(hint in low for hint in ARM_ORDER_HINTS)
+
+
+def control_arm(arms: Iterable[Any]) -> Any | None:
+    """The control arm among ``arms`` (placebo, midazolam, saline, no maintenance), or None.
+
+    The first in sorted order when several match, so the choice does not depend on row order.
+    """
+    controls = sorted({a for a in arms if a is not None and a == a and _is_control(a)}, key=str)
+    return controls[0] if controls else None
 
 
 def arm_colors(arms: Iterable[Any]) -> dict[Any, str]:

@@ -1,0 +1,225 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (kanalysis)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 Response and durability
+#
+# Does it work, and for how long? Response (at least a 50% reduction from baseline) and remission
+# (the scale's threshold) by visit and arm with Wilson CIs, the arm differences (Newcombe CIs);
+# then, among responders, time to relapse: Kaplan-Meier by arm with numbers at risk, the log-rank
+# test, a Cox model (hazard ratio) and the restricted mean survival time (RMST).
+#
+# Relapse follows the `relapse_rule` parameter: (a) loss of response on two consecutive
+# assessments, (b) a score at or above the cut-off on two assessments 5-15 days apart
+# (SUSTAIN-1), (c) a clinical event; see `kanalysis.durability.derive`. The default cohort is the
+# maintenance design (responders randomised to maintenance or not).
+
+# %% tags=["parameters"]
+cohort_path: str = "data/synthetic/maintenance"  # cohort folder, relative to the repository root
+scale = None  # type: Optional[str] scale in kanalysis.scales; None: the cohort's primary scale
+response_reduction: float = 0.5  # response: this fraction of baseline lost, in (0, 1]
+remission_threshold = None  # type: Optional[float] remission cut-off; None: the scale's default
+relapse_rule: str = "loss_of_response"  # loss_of_response, threshold or clinical_events
+relapse_threshold = None  # type: Optional[float] cut-off of the threshold rule; None: its default
+alpha: float = 0.05  # significance level; intervals are 100 * (1 - alpha)%
+covariance: str = "us"  # MMRM covariance: us, cs, csh, ar1, ar1h or toep
+output_dir: str = "reports/notebooks"  # figures/, tables/ and results.json go here
+figure_formats: str = "pdf,svg,png"  # comma-separated figure formats
+privacy: str = "none"  # "strict": no row-level records, small counts suppressed
+min_cell_count: int = 11  # smallest count shown when privacy is strict
+
+# %% [markdown]
+# Check the parameters (papermill injects them without checking), then load and validate the
+# cohort. A bad value stops here with a message naming the parameter.
+
+# %%
+from IPython.display import display
+
+from kanalysis.plots.style import use_style
+from kanalysis.runner import NotebookReport, validate_parameters
+
+params = validate_parameters(
+    cohort_path=cohort_path,
+    scale=scale,
+    response_reduction=response_reduction,
+    remission_threshold=remission_threshold,
+    relapse_rule=relapse_rule,
+    relapse_threshold=relapse_threshold,
+    alpha=alpha,
+    covariance=covariance,
+    output_dir=output_dir,
+    figure_formats=figure_formats,
+    privacy=privacy,
+    min_cell_count=min_cell_count,
+)
+report = NotebookReport("03_response_durability", params)
+cohort = report.load_cohort()
+use_style()
+print(cohort)
+print(f"scale: {report.scale}; privacy: {report.privacy}")
+
+# %% [markdown]
+# ## Response and remission by visit
+#
+# Observed cases (missing assessments left out). With `privacy="strict"` counts below
+# `min_cell_count`, or whose complement is, are hidden together with their rates.
+
+# %%
+from kanalysis import durability, outcomes, tables
+from kanalysis.plots.style import control_arm
+
+conf_level = 1 - params.alpha
+status = outcomes.responder_status(
+    cohort,
+    report.scale,
+    response_reduction=params.response_reduction,
+    remission_threshold=params.remission_threshold,
+)
+visit_order = status.sort_values("visit_number")["visit"].drop_duplicates().tolist()
+rates = {}
+for outcome in ("response", "remission"):
+    raw = outcomes.response_rates(status, outcome, by=("visit", "arm"), conf_level=conf_level)
+    raw["visit"] = raw["visit"].astype(str)
+    raw = raw.set_index("visit").loc[visit_order].reset_index()
+    rates[outcome] = raw
+    shown = tables.suppress_proportions(
+        raw,
+        "responders",
+        "n",
+        derived=("rate", "lower", "upper"),
+        privacy=report.privacy,
+        min_cell_count=params.min_cell_count,
+    )
+    report.save_table(shown, f"{outcome}_rates")
+    display(shown)
+last_visit = visit_order[-1]
+report.record(
+    last_visit=last_visit,
+    response_rate_last_visit=rates["response"]
+    .query("visit == @last_visit")
+    .set_index("arm")["rate"]
+    .to_dict(),
+    remission_rate_last_visit=rates["remission"]
+    .query("visit == @last_visit")
+    .set_index("arm")["rate"]
+    .to_dict(),
+)
+
+# %% [markdown]
+# Risk differences of response between each active arm and the control arm (Newcombe hybrid
+# score CI). Arms named `not_...` (e.g. `not_randomised`) are not compared.
+
+# %%
+arms = sorted(a for a in status["arm"].unique() if not str(a).startswith("not_"))
+control = control_arm(arms)
+differences = []
+for arm in arms:
+    if control is None or arm == control:
+        continue
+    rd = outcomes.risk_difference(status, arm, control, "response", conf_level=conf_level)
+    differences.append(rd)
+    report.save_table(rd, f"response_risk_difference_{arm}")
+    display(rd)
+if not differences:
+    print("One arm (or no control arm): no between-arm comparison.")
+
+# %% [markdown]
+# ## Durability of response
+#
+# One row per subject at risk of relapse (`kanalysis.durability.derive`): time from the origin
+# (randomisation in the maintenance design, else first response) to relapse or censoring.
+
+# %%
+derive_options = {"relapse_rule": params.relapse_rule}
+if params.response_reduction is not None:
+    derive_options["response_reduction"] = params.response_reduction
+if params.relapse_threshold is not None:
+    derive_options["relapse_score"] = params.relapse_threshold
+at_risk_table = durability.derive(cohort, report.scale, **derive_options)
+censoring = (
+    at_risk_table.assign(outcome=at_risk_table["censor_reason"].fillna("relapse"))
+    .groupby(["arm", "outcome"])
+    .size()
+    .rename("n")
+    .reset_index()
+    .rename(columns={"arm": "group"})
+)
+censoring = tables.apply_privacy(
+    censoring,
+    "n",
+    index_columns=["outcome"],
+    privacy=report.privacy,
+    min_cell_count=params.min_cell_count,
+)
+report.save_table(censoring, "relapse_outcomes")
+display(censoring)
+
+# %% [markdown]
+# Kaplan-Meier estimates by arm (Greenwood SE, `log` CI as R's default), the median time to
+# relapse with its CI, and survival without relapse at 4 and 8 weeks with the numbers at risk.
+
+# %%
+multi_arm = at_risk_table["arm"].nunique() > 1
+group = "arm" if multi_arm else None
+km = durability.kaplan_meier(at_risk_table, group=group, conf_type="log", conf_level=conf_level)
+medians = km.median()
+landmarks = km.survival_at([28, 56])
+landmarks_shown = tables.suppress_proportions(
+    landmarks,
+    "at_risk",
+    privacy=report.privacy,
+    min_cell_count=params.min_cell_count,
+)
+report.save_table(medians.reset_index(), "km_median")
+report.save_table(landmarks_shown, "km_landmarks")
+report.record(
+    n_at_risk_of_relapse=int(len(at_risk_table)),
+    n_relapses=int(at_risk_table["event"].sum()),
+    km_median=medians.reset_index().to_dict(orient="records"),
+    km_landmarks=landmarks[[c for c in landmarks.columns if c != "at_risk"]].to_dict(
+        orient="records"
+    ),
+)
+display(medians)
+display(landmarks_shown)
+
+# %% [markdown]
+# Between arms: log-rank test, Cox proportional-hazards model (Efron ties) and the difference in
+# RMST up to the shortest arm's longest follow-up (so that every arm is observed up to tau).
+
+# %%
+if multi_arm:
+    test = durability.logrank(at_risk_table, group="arm")
+    # The control arm, when there is one, is the reference: hazard ratios read active vs control.
+    reference = control_arm(at_risk_table["arm"].unique())
+    arm_term = f"C(arm, contr.treatment({reference!r}))" if reference is not None else "C(arm)"
+    cox_fit = durability.cox(at_risk_table, arm_term, conf_level=conf_level)
+    tau = float(at_risk_table.groupby("arm")["time"].max().min())
+    rmst = durability.rmst(at_risk_table, tau=tau, group="arm", conf_level=conf_level)
+    report.save_table(cox_fit.to_frame(), "cox")
+    report.save_table(rmst.reset_index(), "rmst")
+    report.record(
+        logrank={"chisq": test.chisq, "df": test.df, "p": test.p},
+        cox=cox_fit.to_frame().to_dict(orient="records"),
+        rmst_tau=tau,
+        rmst=rmst.reset_index().to_dict(orient="records"),
+    )
+    display(test.table)
+    display(cox_fit.to_frame())
+    display(rmst)
+else:
+    print("One arm: no between-arm comparison of durability.")
+
+# %% [markdown]
+# ## Key numbers
+
+# %%
+report.write()
+display(report.results)
