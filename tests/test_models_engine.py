@@ -410,3 +410,12 @@ def test_mmrm_raw_data_mode_equals_pattern_sums(monkeypatch, df_method):
     assert a.llf == pytest.approx(b.llf, abs=1e-8)
     np.testing.assert_allclose(a.bse, b.bse, rtol=1e-6)
     np.testing.assert_allclose(a.df, b.df, rtol=1e-5)
+
+
+def test_mmrm_predict_population_matches_design(traj):
+    res = ka.mmrm(traj, "score ~ C(visit) * arm", subject="subject_id", visit="visit",
+                  covariance="ar1")
+    pr = res.predict()
+    np.testing.assert_allclose(pr["predicted"], res.design.X @ res.fe_params.to_numpy())
+    assert pr.index.equals(res.design.data.index)
+    assert (pr["ci_upper"] > pr["ci_lower"]).all()

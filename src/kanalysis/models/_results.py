@@ -209,6 +209,19 @@ class FixedEffectsResult:
         out = pd.DataFrame(self._contrast_rows(Lmat, alpha))
         return out
 
+    def _predict_population(self, newdata, alpha):
+        if newdata is None:
+            newdata = self.design.data
+        Xn = design_rows(self.design, newdata)
+        tab = self._contrast_rows(Xn, alpha)
+        return pd.DataFrame({
+            "predicted": tab["estimate"], "std_error": tab["std_error"], "df": tab["df"],
+            "ci_lower": tab["ci_lower"], "ci_upper": tab["ci_upper"]}, index=newdata.index)
+
+    def predict(self, newdata: pd.DataFrame | None = None, alpha: float = 0.05) -> pd.DataFrame:
+        """Population-average predictions x'beta with SE, df and CI (default: analysis rows)."""
+        return self._predict_population(newdata, alpha)
+
     def f_test(self, L) -> dict:
         """Joint test of ``L beta = 0`` (Kenward-Roger F when df_method='kenward-roger', else a
         Satterthwaite-type F with the KR df formula applied to the model-based covariance)."""

@@ -154,14 +154,11 @@ class LMMResult(FixedEffectsResult):
         df and CI (the population-average trajectory); ``level="subject"`` adds each subject's
         BLUPs (no CI; subjects not in the fit get the population value).
         """
+        if level == "population":
+            return self._predict_population(newdata, alpha)
         if newdata is None:
             newdata = self.design.data
         Xn = design_rows(self.design, newdata)
-        if level == "population":
-            tab = self._contrast_rows(Xn, alpha)
-            return pd.DataFrame({
-                "predicted": tab["estimate"], "std_error": tab["std_error"], "df": tab["df"],
-                "ci_lower": tab["ci_lower"], "ci_upper": tab["ci_upper"]}, index=newdata.index)
         if level == "subject":
             if self.groups not in newdata.columns:
                 raise ConfigurationError(f"predict(level='subject') needs the column "
