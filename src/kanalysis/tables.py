@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write_text",
     "check_privacy",
     "infusion_schedule",
+    "pool_rare",
     "subject_flow",
     "suppress_proportions",
     "table_one",
@@ -223,6 +224,37 @@ def suppress_proportions(
     return out
 
 
+def pool_rare(
+    table: pd.DataFrame,
+    column: str,
+    *,
+    count_by: str | None = "subject_id",
+    privacy: str = "none",
+    min_cell_count: int = 11,
+    other: str = "other",
+) -> pd.DataFrame:
+    """Relabel rare categories of ``column`` as ``other`` in strict mode.
+
+    A rare label can identify a patient even when its count is hidden (the one patient with a rare
+    adverse event), so in strict mode categories seen for fewer than ``min_cell_count`` distinct
+    ``count_by`` values (or rows, when ``count_by`` is None) are pooled with
+    :func:`kanalysis.privacy.collapse_rare_categories`. Returns a copy; unchanged in mode "none".
+    """
+    check_privacy(privacy, min_cell_count)
+    if privacy == "none" or table.empty:
+        return table
+    from kanalysis.privacy import collapse_rare_categories
+
+    counts = None
+    if count_by is not None:
+        counts = table.groupby(column)[count_by].nunique()
+    out = table.copy()
+    out[column] = collapse_rare_categories(
+        out[column].astype(object), min_cell_count, other=other, count=counts
+    )
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Table 1
 # --------------------------------------------------------------------------------------------
@@ -381,6 +413,13 @@ def table_one(
             "`categorical` naming existing columns."
         )
 
+    if privacy == "strict":
+        # Rare level names could identify a patient even with their counts hidden.
+        for col in categorical:
+            if not set(subjects[col].dropna().unique()) <= {0, 1}:
+                subjects = pool_rare(
+                    subjects, col, count_by=None, privacy=privacy, min_cell_count=min_cell_count
+                )
     groups: list[tuple[str, pd.DataFrame]] = [
         (str(g), d) for g, d in subjects.groupby(group, sort=True, dropna=False)
     ]
@@ -530,6 +569,15 @@ def subject_flow(
             raise DataValidationError(
                 f"The {name} table lacks column(s) {absent} needed for the flow."
             )
+    if privacy == "strict" and "dropout_reason" in subjects.columns:
+        # Rare dropout reasons are pooled: the label alone could identify a patient.
+        subjects = pool_rare(
+            subjects,
+            "dropout_reason",
+            count_by=None,
+            privacy=privacy,
+            min_cell_count=min_cell_count,
+        )
     infused = set(infusions["subject_id"])
     baseline: set = set()
     if assessments is not None:

@@ -1,0 +1,255 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (kanalysis)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 Safety and tolerability
+#
+# What happens during and after an infusion: the within-infusion courses of dissociation (CADSS),
+# blood pressure and heart rate by arm; how many sessions cross the blood-pressure thresholds
+# (SBP > 180 or DBP > 110 mmHg by default) with exact CIs; adverse events by term and arm with
+# risk differences; whether dissociation fades over repeated infusions; and whether dissociation
+# at the first infusion goes with the antidepressant response.
+#
+# With `privacy="strict"` rare adverse-event terms are pooled as `other`, and counts below
+# `min_cell_count` (or whose complement is) are hidden in tables and figure annotations.
+
+# %% tags=["parameters"]
+cohort_path: str = "data/synthetic/single"  # cohort folder, relative to the repository root
+scale = None  # type: Optional[str] scale in kanalysis.scales; None: the cohort's primary scale
+response_reduction: float = 0.5  # response: this fraction of baseline lost, in (0, 1]
+remission_threshold = None  # type: Optional[float] remission cut-off; None: the scale's default
+relapse_rule: str = "loss_of_response"  # loss_of_response, threshold or clinical_events
+relapse_threshold = None  # type: Optional[float] cut-off of the threshold rule; None: its default
+alpha: float = 0.05  # significance level; intervals are 100 * (1 - alpha)%
+covariance: str = "us"  # MMRM covariance: us, cs, csh, ar1, ar1h or toep
+output_dir: str = "reports/notebooks"  # figures/, tables/ and results.json go here
+figure_formats: str = "pdf,svg,png"  # comma-separated figure formats
+privacy: str = "none"  # "strict": no row-level records, small counts suppressed
+min_cell_count: int = 11  # smallest count shown when privacy is strict
+
+# %% [markdown]
+# Check the parameters (papermill injects them without checking), then load and validate the
+# cohort. A bad value stops here with a message naming the parameter.
+
+# %%
+from IPython.display import display
+
+from kanalysis.plots.style import use_style
+from kanalysis.runner import NotebookReport, validate_parameters
+
+params = validate_parameters(
+    cohort_path=cohort_path,
+    scale=scale,
+    response_reduction=response_reduction,
+    remission_threshold=remission_threshold,
+    relapse_rule=relapse_rule,
+    relapse_threshold=relapse_threshold,
+    alpha=alpha,
+    covariance=covariance,
+    output_dir=output_dir,
+    figure_formats=figure_formats,
+    privacy=privacy,
+    min_cell_count=min_cell_count,
+)
+report = NotebookReport("04_safety", params)
+cohort = report.load_cohort()
+use_style()
+print(cohort)
+print(f"scale: {report.scale}; privacy: {report.privacy}")
+
+# %% [markdown]
+# ## Within-infusion courses
+#
+# Mean and CI by minute from infusion start, first infusion, by arm.
+
+# %%
+import matplotlib.pyplot as plt
+
+from kanalysis import safety, tables
+from kanalysis.plots import safety as safety_plots
+from kanalysis.plots.style import control_arm, figure
+
+if cohort.vitals is None:
+    raise ValueError(
+        "The safety notebook needs the cohort's vitals table (within-infusion monitoring); "
+        f"{params.cohort_path} has none."
+    )
+conf_level = 1 - params.alpha
+min_count = params.min_cell_count if report.strict else None
+course = safety.infusion_course(cohort, by=("arm", "infusion_number"), confidence=conf_level)
+course_shown = tables.suppress_proportions(
+    course,
+    "n",
+    derived=("mean", "sd", "std_error", "lower", "upper"),
+    privacy=report.privacy,
+    min_cell_count=params.min_cell_count,
+)
+report.save_table(course_shown, "infusion_course")
+variables = [v for v in ("cadss", "sbp", "dbp", "heart_rate") if v in set(course["variable"])]
+n_rows = (len(variables) + 1) // 2
+fig, axes = figure("double", aspect=0.3 * n_rows, nrows=n_rows, ncols=2, squeeze=False)
+for i, ax in enumerate(axes.flat):
+    if i >= len(variables):
+        ax.remove()
+        continue
+    safety_plots.plot_infusion_course(
+        course, variables[i], infusion_number=1, ax=ax, min_count=min_count, legend=i == 1
+    )
+report.save_figure(fig, "infusion_course")
+plt.show()
+# Mean CADSS at the end of a 40-minute infusion (the first infusion), as reported in trials.
+end_of_infusion = course_shown[
+    (course_shown["variable"] == "cadss")
+    & (course_shown["infusion_number"] == 1)
+    & (course_shown["minute"] == 40)
+]
+report.record(
+    cadss_mean_minute_40=dict(zip(end_of_infusion["arm"], end_of_infusion["mean"], strict=True))
+)
+
+# %% [markdown]
+# ## Blood-pressure threshold exceedances
+#
+# Share of sessions, and of subjects, with any reading above the thresholds, with exact
+# (Clopper-Pearson) CIs. Sessions of one subject are not independent: the subject-level share
+# avoids that.
+
+# %%
+exceedance = {}
+for level in ("session", "subject"):
+    raw = safety.exceedances(cohort, level=level, confidence=conf_level)
+    exceedance[level] = raw
+    total = "n_sessions" if level == "session" else raw.columns[1]
+    shown = tables.suppress_proportions(
+        raw,
+        "n_exceeding",
+        total,
+        derived=("proportion", "lower", "upper"),
+        privacy=report.privacy,
+        min_cell_count=params.min_cell_count,
+    )
+    report.save_table(shown, f"exceedances_{level}")
+    display(shown)
+report.record(
+    exceedance_proportion_sessions=exceedance["session"].set_index("arm")["proportion"].to_dict(),
+    exceedance_proportion_subjects=exceedance["subject"].set_index("arm")["proportion"].to_dict(),
+)
+
+# %% [markdown]
+# ## Adverse events
+#
+# Subjects with at least one event of each term, by arm, with exact CIs, and events per infusion.
+
+# %%
+if cohort.adverse_events is None:
+    raise ValueError(f"The cohort {params.cohort_path} has no adverse_events table.")
+ae_events = tables.pool_rare(
+    cohort.adverse_events, "term", privacy=report.privacy, min_cell_count=params.min_cell_count
+)
+ae_cohort = cohort.__class__(
+    subjects=cohort.subjects,
+    assessments=cohort.assessments,
+    infusions=cohort.infusions,
+    vitals=cohort.vitals,
+    adverse_events=ae_events,
+    clinical_events=cohort.clinical_events,
+    metadata=cohort.metadata,
+)
+incidence = safety.ae_incidence(ae_cohort, confidence=conf_level)
+incidence_shown = tables.suppress_proportions(
+    incidence,
+    "n_with_event",
+    "n_subjects",
+    derived=("proportion", "lower", "upper"),
+    privacy=report.privacy,
+    min_cell_count=params.min_cell_count,
+)
+report.save_table(incidence_shown, "ae_incidence")
+report.record(
+    ae_proportion={
+        f"{t}|{a}": p
+        for t, a, p in zip(
+            incidence["term"], incidence["arm"], incidence["proportion"], strict=True
+        )
+    }
+)
+display(incidence_shown)
+
+# %% [markdown]
+# The AE dot plot: incidence by arm and the risk difference with its Newcombe CI (active arm vs
+# control). With one arm, the incidence alone.
+
+# %%
+arms = sorted(incidence["arm"].unique())
+control = control_arm(arms)
+active = [a for a in arms if a != control]
+if control is not None and active:
+    risk_difference = safety.ae_risk_difference(
+        incidence, active[0], control, confidence=conf_level
+    )
+    report.save_table(
+        tables.suppress_proportions(
+            risk_difference,
+            "n_with_event_treatment",
+            "n_subjects_treatment",
+            derived=("proportion_treatment", "risk_difference", "lower", "upper"),
+            privacy=report.privacy,
+            min_cell_count=params.min_cell_count,
+        ),
+        "ae_risk_difference",
+    )
+    axes = safety_plots.plot_ae_dotplot(
+        incidence,
+        active[0],
+        control,
+        risk_difference=risk_difference,
+        min_count=min_count,
+        confidence=conf_level,
+    )
+    fig = axes.flat[0].figure
+else:
+    ax = safety_plots.plot_ae_incidence(incidence, min_count=min_count)
+    fig = ax.figure
+report.save_figure(fig, "ae_dotplot")
+plt.show()
+
+# %% [markdown]
+# ## Across repeated infusions
+#
+# Mixed model of the per-session peak CADSS over infusion number (does dissociation fade?); only
+# for cohorts with more than one infusion per subject.
+
+# %%
+if cohort.infusions["infusion_number"].max() > 1:
+    trend = safety.infusion_trend(cohort, "peak_cadss")
+    report.save_table(trend.to_frame(), "cadss_trend")
+    report.record(cadss_trend=trend.to_frame().to_dict(orient="records"))
+    display(trend.to_frame())
+else:
+    print("One infusion per subject: no trend over infusions.")
+
+# %% [markdown]
+# ## Dissociation and response
+#
+# Change in the depression score at 24 h regressed on the peak CADSS of the first infusion,
+# adjusted for the baseline score (OLS with CI).
+
+# %%
+dissociation = safety.dissociation_response(cohort, scale=report.scale, confidence=conf_level)
+report.save_table(dissociation.to_frame(), "dissociation_response")
+report.record(dissociation_response=dissociation.to_frame().to_dict(orient="records"))
+display(dissociation.to_frame())
+
+# %% [markdown]
+# ## Key numbers
+
+# %%
+report.write()
+display(report.results)
