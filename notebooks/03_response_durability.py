@@ -72,8 +72,11 @@ print(f"scale: {report.scale}; privacy: {report.privacy}")
 # `min_cell_count`, or whose complement is, are hidden together with their rates.
 
 # %%
+import matplotlib.pyplot as plt
+
 from kanalysis import durability, outcomes, tables
-from kanalysis.plots.style import control_arm
+from kanalysis.plots import durability as durability_plots
+from kanalysis.plots.style import control_arm, figure
 
 conf_level = 1 - params.alpha
 status = outcomes.responder_status(
@@ -99,6 +102,23 @@ for outcome in ("response", "remission"):
     )
     report.save_table(shown, f"{outcome}_rates")
     display(shown)
+min_count = params.min_cell_count if report.strict else None
+fig, axes = figure("double", aspect=0.35, nrows=1, ncols=2)
+for ax, outcome in zip(axes, ("response", "remission"), strict=True):
+    # In strict mode the suppressed rates are missing and not drawn.
+    plotted = rates[outcome].copy()
+    # Wilson bounds of 0/n can come out a rounding error above 0; error bars need lower <= rate.
+    plotted["lower"] = plotted[["lower", "rate"]].min(axis=1)
+    plotted["upper"] = plotted[["upper", "rate"]].max(axis=1)
+    if report.strict:
+        hidden = tables.suppress_proportions(
+            plotted, "responders", "n", privacy="strict", min_cell_count=params.min_cell_count
+        )["suppressed"].to_numpy()
+        plotted.loc[hidden, ["rate", "lower", "upper"]] = float("nan")
+    durability_plots.response_rate_plot(plotted, ax=ax, ylabel=f"{outcome.title()} (%)")
+    ax.tick_params(axis="x", labelrotation=60)
+report.save_figure(fig, "response_rates")
+plt.show()
 last_visit = visit_order[-1]
 report.record(
     last_visit=last_visit,
@@ -189,6 +209,36 @@ report.record(
 )
 display(medians)
 display(landmarks_shown)
+
+# %% [markdown]
+# Kaplan-Meier curves with pointwise CI bands, censoring marks and the numbers at risk beneath
+# (masked below `min_cell_count` in strict mode).
+
+# %%
+ax = durability_plots.km_plot(km, min_count=min_count)
+report.save_figure(ax.figure, "kaplan_meier")
+plt.show()
+
+# %% [markdown]
+# Cumulative incidence of relapse with dropout as a competing risk (Aalen-Johansen).
+
+# %%
+cif = durability.cumulative_incidence(at_risk_table, status="status", group=group)
+ax = durability_plots.cumulative_incidence_plot(cif)
+report.save_figure(ax.figure, "cumulative_incidence")
+plt.show()
+
+# %% [markdown]
+# Swimmer plot: one lane per subject with response periods, infusions, relapse and censoring.
+# Each lane is one patient's record, so it is drawn only when `privacy` is `"none"`.
+
+# %%
+if report.strict:
+    print("privacy='strict': the swimmer plot (row-level records) is not drawn.")
+else:
+    ax = durability_plots.swimmer_plot(cohort, at_risk_table, scale=report.scale, max_subjects=40)
+    report.save_figure(ax.figure, "swimmer")
+    plt.show()
 
 # %% [markdown]
 # Between arms: log-rank test, Cox proportional-hazards model (Efron ties) and the difference in
