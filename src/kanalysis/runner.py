@@ -767,7 +767,8 @@ def run_notebooks(
     notebooks : iterable of str, optional
         Names, numbers or topics (see :func:`find_notebooks`); None runs them all in order.
     cohort : path, optional
-        Cohort folder, passed as ``cohort_path`` (default: each notebook's default cohort).
+        Cohort folder, passed as ``cohort_path`` and every other ``*_cohort_path`` parameter not
+        given in ``parameters`` (default: each notebook's default cohort).
     parameters : mapping, optional
         Other notebook parameters (``-p NAME VALUE`` on the command line). Names no notebook
         declares are an error.
@@ -822,6 +823,12 @@ def run_notebooks(
 
     declared = {p.stem: declared_parameters(p) for p in sources}
     known = set().union(*(set(d) for d in declared.values()))
+    if cohort is not None:
+        # --cohort sets every cohort parameter (e.g. the paper notebook's durability cohort)
+        # that was not given explicitly, so that a run never mixes cohorts by accident.
+        for name in sorted(known):
+            if name.endswith("cohort_path") and name not in (parameters or {}):
+                params[name] = params["cohort_path"]
     unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigurationError(
