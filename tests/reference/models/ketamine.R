@@ -61,6 +61,12 @@ out <- list(
   llf_definition = paste(LLF_NOTE_LMM, "MMRM fits: the same REML convention, computed from the",
                          "polished covariance (equal to nlme::gls's logLik at its optimum)."),
   emmeans_note = EMM_NOTE,
+  reference_caveats = paste(
+    "ketamine_logtime_reml and ketamine_logtime_ml are boundary fits (lme4: singular; the random",
+    "intercept-slope correlation is ~0.9999). Estimates, SEs, covariance and llf are well defined,",
+    "but lmerTest's Satterthwaite df there come from a numerical Hessian taken at the boundary of",
+    "the theta space and are not a usable reference (they differ by up to 5x from an interior",
+    "Hessian); the CIs built from them inherit this."),
   ar1_note = "ar1/csh use visit positions 1..6 (equally spaced in the index, not in time), as corAR1(form = ~ as.integer(visit) | subject).",
   fits = fits,
   session = session_info())
