@@ -20,8 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv and install kanalysis with its dev extras
 
 run: $(STAMP) ## execute every notebook on the bundled synthetic cohort (reports/)
-	$(BIN)/kanalysis summary data/synthetic/single data/synthetic/serial data/synthetic/maintenance data/synthetic/clinic
-	@for d in single serial maintenance clinic; do $(BIN)/kanalysis validate data/synthetic/$$d || exit 1; done
+	$(BIN)/kanalysis run --out reports $(RUN_ARGS)
 
 synthetic: $(STAMP) ## regenerate the bundled synthetic cohorts in data/synthetic/
 	@for d in single serial maintenance clinic; do $(BIN)/kanalysis synth --design $$d --out data/synthetic/$$d || exit 1; done
@@ -42,7 +41,7 @@ bench: $(STAMP) ## speed benchmark against statsmodels (and R where installed)
 	$(BIN)/python benchmarks/bench_models.py
 
 figures: $(STAMP) ## regenerate the paper figures into figures/
-	@echo "paper figures: not yet available"
+	$(BIN)/kanalysis figures --out figures
 
 lab: $(STAMP) ## open JupyterLab with the project's kernel
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'

@@ -77,7 +77,12 @@ class PaperData:
         privacy: str = "none",
         min_cell_count: int = 11,
     ):
+        from kanalysis.runner import _resolve_from_root
+
         check_privacy(privacy, min_cell_count)
+        cohort_path = _resolve_from_root(cohort_path)
+        if durability_cohort_path is not None:
+            durability_cohort_path = _resolve_from_root(durability_cohort_path)
         for name, path in (
             ("cohort_path", cohort_path),
             ("durability_cohort_path", durability_cohort_path),

@@ -363,7 +363,9 @@ def validate_parameters(
     Parameters
     ----------
     cohort_path : str
-        Cohort folder (``kanalysis.load_cohort``); must exist.
+        Cohort folder (``kanalysis.load_cohort``); must exist. A relative path is taken from the
+        working directory, else from the repository root (JupyterLab runs kernels in
+        ``notebooks/``).
     scale : str or None
         Outcome scale registered in :mod:`kanalysis.scales`; None means the cohort's primary scale.
     response_reduction : float
@@ -380,7 +382,8 @@ def validate_parameters(
     covariance : {"us", "cs", "csh", "ar1", "ar1h", "toep"}
         MMRM within-subject covariance structure.
     output_dir : str
-        Folder receiving figures, tables and results.json.
+        Folder receiving figures, tables and results.json; a relative path is taken from the
+        repository root.
     figure_formats : str or sequence of str
         Comma-separated (``"pdf,svg,png"``) or a list; each of pdf, svg, png.
     privacy : {"none", "strict"}
@@ -407,6 +410,7 @@ def validate_parameters(
         raise ConfigurationError(
             f"Parameter `cohort_path` must be a folder path, but {cohort_path!r} was passed."
         )
+    cohort_path = _resolve_from_root(cohort_path)
     if check_paths and not Path(cohort_path).is_dir():
         raise ConfigurationError(
             f"Parameter `cohort_path`: the cohort folder {str(cohort_path)!r} does not exist "
@@ -458,6 +462,10 @@ def validate_parameters(
         raise ConfigurationError(
             f"Parameter `output_dir` must be a folder path, but {output_dir!r} was passed."
         )
+    if not Path(output_dir).is_absolute():
+        # Relative to the repository root, wherever the kernel runs (JupyterLab starts it in
+        # notebooks/), so that outputs always land in the git-ignored reports/ folder.
+        output_dir = str(project_root() / output_dir)
     if isinstance(figure_formats, str):
         formats = tuple(
             f.strip().lower().lstrip(".") for f in figure_formats.split(",") if f.strip()
@@ -496,6 +504,15 @@ def validate_parameters(
         min_cell_count=int(min_cell_count),
         extra=dict(extra),
     )
+
+
+def _resolve_from_root(path: str | os.PathLike[str]) -> str:
+    """A relative path that does not exist from the cwd but does from the repository root."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return str(path)
+    from_root = project_root() / candidate
+    return str(from_root) if from_root.exists() else str(path)
 
 
 def parse_cli_value(text: str) -> Any:
@@ -836,14 +853,18 @@ def run_notebooks(
         )
     # Validate up front (with the cohort path resolved from the kernel's cwd) so that a bad value
     # fails before any kernel starts; notebooks validate again for interactive use.
-    merged_defaults: dict[str, Any] = {}
-    for specs in declared.values():
-        merged_defaults.update({n: s.default for n, s in specs.items()})
-    effective = {**merged_defaults, **params}
-    cohort_value = effective.get("cohort_path", DEFAULT_COHORT)
-    if not Path(cohort_value).is_absolute():
-        effective["cohort_path"] = str(root / cohort_value)
-    validate_parameters(**effective)
+    effective: dict[str, dict[str, Any]] = {}
+    for name, specs in declared.items():
+        values = {n: spec.default for n, spec in specs.items()}
+        values.update({k: v for k, v in params.items() if k in specs})
+        for key, value in values.items():
+            if key.endswith("cohort_path") and value is not None and not Path(value).is_absolute():
+                values[key] = str(root / value)
+        try:
+            validate_parameters(**values)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"Notebook {name!r}: {exc}") from exc
+        effective[name] = values
     _check_kernel(kernel_name)
 
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -912,7 +933,8 @@ def run_notebooks(
         run_id=run_id,
         started=started,
         records=records,
-        params=effective,
+        params=params,
+        effective=effective,
         root=root,
         sources=sources,
         ok=failure is None,
@@ -944,14 +966,23 @@ def _write_manifest(
     started: str,
     records: list[dict[str, Any]],
     params: Mapping[str, Any],
+    effective: Mapping[str, Mapping[str, Any]],
     root: Path,
     sources: Sequence[Path],
     ok: bool,
 ) -> Path:
     inputs: dict[str, str] = {}
-    cohort_dir = Path(params["cohort_path"])
-    for path in sorted(p for p in cohort_dir.rglob("*") if p.is_file()):
-        inputs[_relative(path, root)] = sha256_file(path)
+    cohort_dirs = sorted(
+        {
+            Path(value)
+            for values in effective.values()
+            for key, value in values.items()
+            if key.endswith("cohort_path") and value is not None
+        }
+    )
+    for cohort_dir in cohort_dirs:
+        for path in sorted(p for p in cohort_dir.rglob("*") if p.is_file()):
+            inputs[_relative(path, root)] = sha256_file(path)
     for src in sources:
         inputs[_relative(src, root)] = sha256_file(src)
     manifest = {
@@ -960,7 +991,8 @@ def _write_manifest(
         "status": "completed" if ok else "failed",
         "started_at": started,
         "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "parameters": {k: (",".join(v) if isinstance(v, tuple) else v) for k, v in params.items()},
+        "parameters": to_jsonable(params),
+        "notebook_parameters": to_jsonable(effective),
         "notebooks": records,
         "inputs": inputs,
         "packages": _package_versions(),
