@@ -30,7 +30,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from kanalysis.errors import ConfigurationError
-from kanalysis.plots.style import FIGURE_FORMATS, JOURNAL_WIDTHS, figure, save_figure
+from kanalysis.plots.style import (
+    FIGURE_FORMATS,
+    JOURNAL_WIDTHS,
+    figure,
+    save_figure,
+    style_context,
+)
 from kanalysis.tables import check_privacy, table_one, write_table
 
 __all__ = [
@@ -329,15 +335,18 @@ def build_paper_figures(
     )
     out = Path(out)
     written: list[Path] = []
-    for name in names:
-        for width in widths:
-            fig = FIGURES[name](data, width)
-            if fig is None:
-                continue
-            try:
-                written += save_figure(fig, out / f"{name}_{width}", formats=formats, dpi=dpi)
-            finally:
-                plt.close(fig)
+    # Matplotlib's defaults plus the kanalysis style, whatever the process had set before
+    # (Jupyter's inline backend, a user's style): the files depend on the data only.
+    with style_context(reset=True):
+        for name in names:
+            for width in widths:
+                fig = FIGURES[name](data, width)
+                if fig is None:
+                    continue
+                try:
+                    written += save_figure(fig, out / f"{name}_{width}", formats=formats, dpi=dpi)
+                finally:
+                    plt.close(fig)
     table = table_one(data.cohort.subjects, privacy=privacy, min_cell_count=min_cell_count)
     written += write_table(
         table.to_frame(),

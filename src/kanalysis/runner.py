@@ -515,6 +515,15 @@ def _resolve_from_root(path: str | os.PathLike[str]) -> str:
     return str(from_root) if from_root.exists() else str(path)
 
 
+def _primary_scale_of(cohort_path: str | os.PathLike[str]) -> str | None:
+    """``primary_scale`` from a cohort folder's metadata.json, or None."""
+    path = Path(cohort_path) / "metadata.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("primary_scale")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def parse_cli_value(text: str) -> Any:
     """Type a ``-p NAME VALUE`` string as papermill does: True/False/None, int, float, else str."""
     if text in ("True", "true"):
@@ -860,8 +869,12 @@ def run_notebooks(
         for key, value in values.items():
             if key.endswith("cohort_path") and value is not None and not Path(value).is_absolute():
                 values[key] = str(root / value)
+        checked = dict(values)
+        if checked.get("scale") is None and checked.get("cohort_path"):
+            # Range-check thresholds against the scale the notebook will use.
+            checked["scale"] = _primary_scale_of(checked["cohort_path"])
         try:
-            validate_parameters(**values)
+            validate_parameters(**checked)
         except ConfigurationError as exc:
             raise ConfigurationError(f"Notebook {name!r}: {exc}") from exc
         effective[name] = values

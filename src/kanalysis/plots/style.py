@@ -137,6 +137,12 @@ def rc_params(font_size: float = 8.0, *, base: str = "sans-serif") -> dict[str, 
         "legend.frameon": False,
         "image.cmap": "cividis",
         "figure.dpi": 100,
+        # Opaque white: Jupyter's inline backend makes figures transparent otherwise.
+        "figure.facecolor": "white",
+        "figure.edgecolor": "white",
+        "savefig.facecolor": "white",
+        "savefig.edgecolor": "white",
+        "savefig.transparent": False,
         "figure.constrained_layout.use": True,
         "savefig.dpi": 300,
         "savefig.bbox": None,
@@ -149,13 +155,19 @@ def rc_params(font_size: float = 8.0, *, base: str = "sans-serif") -> dict[str, 
 
 
 @contextlib.contextmanager
-def style_context(font_size: float = 8.0, **overrides: Any) -> Iterator[dict[str, Any]]:
+def style_context(
+    font_size: float = 8.0, *, reset: bool = False, **overrides: Any
+) -> Iterator[dict[str, Any]]:
     """Apply the kanalysis style inside a ``with`` block only.
 
     Parameters
     ----------
     font_size : float, default 8
         Passed to :func:`rc_params`.
+    reset : bool, default False
+        Start from matplotlib's defaults rather than the current settings, so that nothing set
+        elsewhere in the process (a notebook's inline backend, another style) reaches the
+        figures: what reproducible paper figures need.
     **overrides
         rcParams to change on top of the style; names contain dots, so pass them unpacked from a
         dict: ``style_context(**{"axes.grid": True})``.
@@ -167,7 +179,10 @@ def style_context(font_size: float = 8.0, **overrides: Any) -> Iterator[dict[str
     """
     params = rc_params(font_size)
     params.update(overrides)
-    with mpl.rc_context(params):
+    with contextlib.ExitStack() as stack:
+        if reset:
+            stack.enter_context(plt.style.context("default"))
+        stack.enter_context(mpl.rc_context(params))
         yield params
 
 
