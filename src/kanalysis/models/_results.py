@@ -152,6 +152,13 @@ def _parse_L(L, names: list[str]) -> np.ndarray:
     return arr
 
 
+class SummaryText(str):
+    """A summary string that displays as text (not as a quoted repr) in notebooks and REPLs."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def _level_label(v) -> str:
     """Level as text; integer-valued floats (a 0/1 arm column) without the trailing .0."""
     if isinstance(v, float | np.floating) and float(v).is_integer():

@@ -23,7 +23,12 @@ from kanalysis.errors import ConfigurationError, ConvergenceWarning, Statistical
 from kanalysis.models import inference
 from kanalysis.models._design import Design, build_design, design_rows
 from kanalysis.models._engine import LMMEngine, LMMPatternEngine, group_sums
-from kanalysis.models._results import FixedEffectsResult, minimise, single_thread_blas
+from kanalysis.models._results import (
+    FixedEffectsResult,
+    SummaryText,
+    minimise,
+    single_thread_blas,
+)
 
 
 class LMMResult(FixedEffectsResult):
@@ -171,7 +176,7 @@ class LMMResult(FixedEffectsResult):
 
     predict_population = predict
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Printable summary (also what ``print(result)`` shows)."""
         lines = [
             f"Linear mixed model fit by {self.method}: {self.formula}",
@@ -187,10 +192,10 @@ class LMMResult(FixedEffectsResult):
         lines += vc.to_string(index=False, float_format=lambda v: f"{v:.5g}").splitlines()
         lines += ["", "Fixed effects (Satterthwaite df):"]
         lines += self._fe_summary_lines()
-        return "\n".join(lines)
+        return SummaryText("\n".join(lines))
 
     def __repr__(self) -> str:
-        return self.summary()
+        return str(self.summary())
 
 
 @single_thread_blas

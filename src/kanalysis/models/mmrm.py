@@ -21,7 +21,12 @@ from kanalysis.errors import ConfigurationError, ConvergenceWarning, DataValidat
 from kanalysis.models import inference
 from kanalysis.models._design import Design, build_design
 from kanalysis.models._engine import MMRMEngine, sym_solve
-from kanalysis.models._results import FixedEffectsResult, minimise, single_thread_blas
+from kanalysis.models._results import (
+    FixedEffectsResult,
+    SummaryText,
+    minimise,
+    single_thread_blas,
+)
 from kanalysis.models.covariance import make_structure
 
 DF_METHODS = ("satterthwaite", "kenward-roger")
@@ -153,7 +158,7 @@ class MMRMResult(FixedEffectsResult):
             k0 += n
         return out if any_nonlinear else None
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Printable summary (also what ``print(result)`` shows)."""
         lines = [
             f"MMRM fit by {self.method}: {self.formula}",
@@ -174,10 +179,10 @@ class MMRMResult(FixedEffectsResult):
         df_label = "Kenward-Roger" if self.df_method == "kenward-roger" else "Satterthwaite"
         lines += ["", f"Fixed effects ({df_label} df):"]
         lines += self._fe_summary_lines()
-        return "\n".join(lines)
+        return SummaryText("\n".join(lines))
 
     def __repr__(self) -> str:
-        return self.summary()
+        return str(self.summary())
 
 
 @single_thread_blas
