@@ -419,3 +419,25 @@ def test_mmrm_predict_population_matches_design(traj):
     np.testing.assert_allclose(pr["predicted"], res.design.X @ res.fe_params.to_numpy())
     assert pr.index.equals(res.design.data.index)
     assert (pr["ci_upper"] > pr["ci_lower"]).all()
+
+
+def test_string_visit_labels_keep_visit_order():
+    d = simulate_trajectories(80, seed=31, days=(0, 1, 3, 7, 14))
+    labels = np.array(["40min", "4h", "24h", "day7", "day14"])  # alphabetical order differs
+    s = d.assign(visit_label=labels[d.visit])
+    num = ka.mmrm(d, "score ~ C(visit) * arm", subject="subject_id", visit="visit",
+                  covariance="ar1")
+    lab = ka.mmrm(s, "score ~ C(visit_label) * arm", subject="subject_id", visit="visit_label",
+                  covariance="ar1")
+    assert list(lab.cov.index) == list(labels)
+    assert lab.llf == pytest.approx(num.llf, abs=1e-8)
+    con = lab.contrast("arm", by="visit_label")
+    assert list(con["visit_label"]) == list(labels)
+    np.testing.assert_allclose(con["estimate"], num.contrast("arm", by="visit")["estimate"],
+                               rtol=1e-8)
+    rev = ka.mmrm(s, "score ~ C(visit_label) * arm", subject="subject_id", visit="visit_label",
+                  covariance="ar1", visit_order=list(labels[::-1]))
+    assert list(rev.cov.index) == list(labels[::-1])
+    with pytest.raises(ConfigurationError, match="visit_order"):
+        ka.mmrm(s, "score ~ C(visit_label)", subject="subject_id", visit="visit_label",
+                visit_order=list(labels[:3]))

@@ -207,7 +207,13 @@ def reference_grid(
             if isinstance(col.dtype, pd.CategoricalDtype):
                 levels[f] = [v for v in col.cat.categories if v in set(col)]
             else:
-                levels[f] = sorted(pd.unique(col))
+                uniq = list(pd.unique(col))
+                num = pd.to_numeric(pd.Series(uniq), errors="coerce")
+                if num.notna().all():  # numbers or numeric strings ("4", "10"): numeric order
+                    levels[f] = [u for _, u in sorted(zip(num, uniq, strict=True),
+                                                      key=lambda z: z[0])]
+                else:
+                    levels[f] = sorted(uniq, key=str)
     index = pd.MultiIndex.from_product([levels[f] for f in factors], names=factors)
     grid = index.to_frame(index=False)
     for v in design.variables:

@@ -253,6 +253,10 @@ class FixedEffectsResult:
         })
 
     # ------------------------------------------------------------------------------------------
+    def _level_order(self) -> dict:
+        """Level orders to use in reference grids (MMRM: the visit order of the fit)."""
+        return {}
+
     def _reference_rows(self, specs, by, weights):
         specs = [specs] if isinstance(specs, str) else list(specs)
         by = [] if by is None else ([by] if isinstance(by, str) else list(by))
@@ -261,7 +265,7 @@ class FixedEffectsResult:
                 raise ConfigurationError(f"lsmeans: {v!r} is not a variable of the model; "
                                          f"variables: {self.design.variables}")
         factors = list(dict.fromkeys(specs + by + self.design.factor_variables))
-        grid = reference_grid(self.design, factors)
+        grid = reference_grid(self.design, factors, self._level_order())
         Xg = design_rows(self.design, grid)
         keys = specs + by
         others = [f for f in factors if f not in keys]

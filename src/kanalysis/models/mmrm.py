@@ -32,9 +32,16 @@ from kanalysis.models.covariance import make_structure
 DF_METHODS = ("satterthwaite", "kenward-roger")
 
 
-def _ordered_levels(values: pd.Series) -> list:
+def _ordered_levels(values: pd.Series, original: pd.Series | None = None) -> list:
+    """Visit (or group) levels in their natural order.
+
+    Categorical: category order. Numbers, or strings that all read as numbers: numeric order.
+    Other strings (``"40min"``, ``"4h"``, ``"day1"``): order of first appearance in the input
+    data, which is the visit order when rows are sorted by time within subject (pass
+    ``visit_order=`` to mmrm or a pandas Categorical to set it explicitly).
+    """
+    present = set(pd.unique(values))
     if isinstance(values.dtype, pd.CategoricalDtype):
-        present = set(values)
         return [c for c in values.cat.categories if c in present]
     uniq = pd.unique(values)
     try:
@@ -43,7 +50,8 @@ def _ordered_levels(values: pd.Series) -> list:
             return [u for _, u in sorted(zip(num, uniq, strict=True), key=lambda z: z[0])]
     except (TypeError, ValueError):
         pass
-    return sorted(uniq, key=lambda v: str(v))
+    source = original if original is not None else values
+    return [v for v in pd.unique(source.dropna()) if v in present]
 
 
 class MMRMResult(FixedEffectsResult):
@@ -141,6 +149,9 @@ class MMRMResult(FixedEffectsResult):
                 "df and Kenward-Roger adjustments are approximate. Consider a simpler "
                 "covariance structure.", ConvergenceWarning, stacklevel=3)
 
+    def _level_order(self) -> dict:
+        return {self.visit: list(self.visit_levels)}
+
     @staticmethod
     def _second_derivatives(structures, nat):
         K = len(nat)
@@ -188,7 +199,7 @@ class MMRMResult(FixedEffectsResult):
 @single_thread_blas
 def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance: str = "us",
          reml: bool = True, group: str | None = None,
-         df_method: str = "satterthwaite") -> MMRMResult:
+         df_method: str = "satterthwaite", visit_order: list | None = None) -> MMRMResult:
     r"""Fit a mixed model for repeated measures (MMRM).
 
     .. math::
@@ -206,7 +217,9 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
     formula : str
         Fixed part, e.g. ``"CHANGE ~ BASVAL*C(VISIT) + THERAPY*C(VISIT)"``.
     subject, visit : str
-        Subject and visit columns (visit levels are ordered numerically when they look numeric).
+        Subject and visit columns. Visit levels are ordered by category order (Categorical),
+        numerically (numbers or numeric strings), or else by first appearance in ``data``; the
+        order matters for ``ar1``, ``ar1h`` and ``toep`` and for the rows of ``cov``.
     covariance : {"us", "cs", "csh", "ar1", "ar1h", "toep"}
         Within-subject covariance structure.
     reml : bool
@@ -214,6 +227,8 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
     group : str, optional
         Column (constant within subject) giving a separate covariance per level, e.g. the arm
         (SAS ``REPEATED / GROUP=``).
+    visit_order : list, optional
+        Explicit order of the visit levels (overrides the rule above).
     df_method : {"satterthwaite", "kenward-roger"}
         Satterthwaite df with the model-based covariance, or Kenward-Roger adjusted covariance
         and df (SAS ``DDFM=KR``; for ``us``, ``cs`` and ``toep`` the covariance is linear in its
@@ -239,7 +254,13 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
     make_structure(covariance, 1)  # validate the name early
     design = build_design(data, formula, subject, extra_columns=[visit, group], what="mmrm")
     frame = design.data
-    visit_levels = _ordered_levels(frame[visit])
+    if visit_order is not None:
+        visit_levels = [v for v in visit_order if v in set(frame[visit])]
+        unknown = sorted(map(str, set(frame[visit]) - set(visit_order)))
+        if unknown:
+            raise ConfigurationError(f"mmrm: visit_order lacks the {visit!r} level(s) {unknown}")
+    else:
+        visit_levels = _ordered_levels(frame[visit], data[visit])
     vpos = {v: i for i, v in enumerate(visit_levels)}
     visit_code = frame[visit].map(vpos).to_numpy().astype(np.int64)
     subj_code = design.group_codes
@@ -263,7 +284,8 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
             raise DataValidationError(
                 f"mmrm: the covariance group column {group!r} changes within subject(s) "
                 f"{list(bad[:10])}; it must be constant within subject.")
-        group_levels = _ordered_levels(gvals)
+        group_levels = (_ordered_levels(gvals) if isinstance(gvals.dtype, pd.CategoricalDtype)
+                        else sorted(pd.unique(gvals), key=lambda v: (str(type(v)), v)))
         gpos = {g: i for i, g in enumerate(group_levels)}
         cov_group = np.zeros(n_subj, dtype=np.int64)
         cov_group[per_subj["s"].to_numpy()] = per_subj["g"].map(gpos).to_numpy()
