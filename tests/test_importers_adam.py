@@ -60,7 +60,7 @@ def _read(folder: Path, name: str) -> pd.DataFrame:
 
 
 def test_committed_fixture_matches_the_builder(built):
-    for name in ("adsl", "adqs", "adex", "adae", "adtte"):
+    for name in ("adsl", "adqs", "adex", "adae", "advs", "adtte"):
         pd.testing.assert_frame_equal(_read(built, name), _read(FIXTURE, name))
 
 
@@ -121,6 +121,24 @@ def test_infusions_subjects_and_events_round_trip(built, imported):
     ae = imported.cohort.adverse_events
     assert sorted(ae["term"]) == sorted(adae["AEDECOD"].str.lower())
     assert ae["serious"].tolist() == (adae["AESER"] == "Y").tolist()
+
+
+def test_vitals_from_advs_and_cadss_from_adqs(built, imported):
+    advs, adex, adqs = _read(built, "advs"), _read(built, "adex"), _read(built, "adqs")
+    vit = imported.cohort.vitals
+    start = {(r.USUBJID, n): r.ASTDTM for n, r in zip(
+        adex.groupby("USUBJID").cumcount() + 1, adex.sort_values(["USUBJID", "ASTDTM"]).itertuples(), strict=True)}
+    wide = advs.pivot_table(index=["USUBJID", "ADTM"], columns="PARAMCD", values="AVAL").reset_index()
+    got = vit.set_index(["subject_id", "infusion_number", "minute"])
+    for r in wide.itertuples():
+        number = max(n for (s, n), t in start.items() if s == r.USUBJID and t <= r.ADTM + pd.Timedelta(hours=1))
+        minute = (r.ADTM - start[(r.USUBJID, number)]).total_seconds() / 60
+        row = got.loc[(r.USUBJID, float(number), minute)]
+        assert (row["sbp"], row["dbp"], row["heart_rate"]) == (r.SYSBP, r.DIABP, r.PULSE)
+    cadss = adqs[adqs["PARAMCD"] == "CADSSTOT"]
+    assert sorted(vit["cadss"].dropna()) == sorted(cadss["AVAL"])
+    assert set(vit.loc[vit["cadss"].notna(), "minute"]) == {40.0}
+    assert "CADSS" not in set(imported.cohort.assessments["scale"])
 
 
 def test_adtte_cnsr_zero_is_the_event(built, imported):

@@ -96,7 +96,7 @@ def test_every_kept_value_survives_the_round_trip(imported, tmp_path):
     expected = sorted(
         (key[r["Patient MRN"]], {"PHQ-9": "PHQ9"}.get(r["Record type"], r["Record type"]),
          round(day(r), 6), float(r["Score"]))
-        for _, r in raw[raw["Record type"] != "infusion"].iterrows()
+        for _, r in raw[raw["Record type"].isin(["MADRS", "PHQ-9"])].iterrows()
     )
     got = sorted(
         (r.subject_id, r.scale, round(r.day, 6), r.score) for r in cohort.assessments.itertuples()
@@ -107,6 +107,20 @@ def test_every_kept_value_survives_the_round_trip(imported, tmp_path):
     got_inf = sorted((r.subject_id, round(r.day, 6), r.dose, r.duration_min)
                      for r in cohort.infusions.itertuples())
     assert got_inf == expected_inf
+    vitals = raw[raw["Record type"] == "vitals"]
+    expected_vit = []
+    for _, r in vitals.iterrows():
+        started = infusions[(infusions["Patient MRN"] == r["Patient MRN"])
+                            & (infusions["when"] <= r["when"] + dt.timedelta(hours=1))]["when"].max()
+        expected_vit.append((key[r["Patient MRN"]], (r["when"] - started).total_seconds() / 60,
+                             float(r["SBP"]), float(r["DBP"]), float(r["HR"]),
+                             float(r["CADSS"]) if r["CADSS"] else None))
+    got_vit = [(r.subject_id, r.minute, r.sbp, r.dbp, r.heart_rate,
+                None if pd.isna(r.cadss) else r.cadss) for r in cohort.vitals.itertuples()]
+    assert sorted(got_vit, key=str) == sorted(expected_vit, key=str)
+    events = raw[raw["Record type"] == "adverse event"]
+    assert sorted(cohort.adverse_events["term"]) == sorted(events["AE term"])
+    assert sorted(cohort.adverse_events["day"].round(6)) == sorted(round(day(r), 6) for _, r in events.iterrows())
     # 40 minutes is 0.02778 of a day: hours are kept as fractions.
     assert any(abs(d - 4 / 24) < 1e-9 for d in cohort.assessments["day"])
 

@@ -41,7 +41,7 @@ from kanalysis.validation import ValidationReport
 __all__ = ["DEFAULT_DRUG_MAP", "DEFAULT_SCALE_MAP", "DEFAULT_SUBJECT_VARIABLES", "import_adam",
            "read_sas_dataset"]
 
-DATASETS = ("adsl", "adqs", "adex", "adae", "adtte")
+DATASETS = ("adsl", "adqs", "adex", "adae", "advs", "adtte")
 REQUIRED = ("adsl", "adqs", "adex")
 
 # PARAMCD of total scores -> kanalysis scale. Item-level parameters are left out.
@@ -61,6 +61,16 @@ DEFAULT_DRUG_MAP: list[tuple[str, str]] = [
     ("SALINE", "saline_iv"),
     ("PLACEBO", "placebo"),
 ]
+# ADVS parameters -> vitals columns.
+DEFAULT_VITALS_MAP: dict[str, str] = {
+    "SYSBP": "sbp", "SBP": "sbp", "DIABP": "dbp", "DBP": "dbp", "PULSE": "heart_rate",
+    "HR": "heart_rate", "HRATE": "heart_rate",
+}
+# A reading belongs to the last infusion that started up to this long before it (and at most one
+# hour after it, for pre-dose readings).
+_WINDOW_DAYS = 0.5
+_PRE_DOSE_DAYS = 1 / 24
+
 # kanalysis subject covariates that ADaM does not standardise: candidate sponsor variables.
 DEFAULT_SUBJECT_VARIABLES: dict[str, list[str]] = {
     "n_failed_trials": ["NFAILTRT", "NTRTFAIL", "NFAILAD", "PRTRTFN"],
@@ -226,6 +236,20 @@ def import_adam(
     tables["assessments"] = _assessments(data["adqs"], anchor, scale_map, report, log, used["adqs"])
     if "adae" in data:
         tables["adverse_events"] = _adverse_events(data["adae"], anchor, tables["infusions"], report, log, used["adae"])
+    # CADSS rated during an infusion is within-infusion monitoring: it goes to vitals.cadss.
+    a = tables["assessments"]
+    number, minute = _infusion_window(a["subject_id"], a["day"], tables["infusions"])
+    during = (a["scale"].isin(["CADSS", "CADSS19"]) & number.notna()).to_numpy()
+    cadss = None
+    if during.any():
+        cadss = pd.DataFrame({"subject_id": a["subject_id"][during], "infusion_number": number[during],
+                              "minute": minute[during], "cadss": a["score"][during]})
+        tables["assessments"] = a[~during].reset_index(drop=True)
+        log.notes.append(f"ADQS: {int(during.sum())} CADSS rating(s) taken during an infusion moved to "
+                         "vitals.cadss (minute since infusion start)")
+    if "advs" in data or cadss is not None:
+        tables["vitals"] = _vitals(data.get("advs"), cadss, anchor, tables["infusions"], report, log,
+                                   used.get("advs", set()))
     extra = {}
     if "adtte" in data:
         extra["time_to_event"] = _time_to_event(data["adtte"], anchor, report, log, used["adtte"])
@@ -579,6 +603,82 @@ def _iso_minutes(value) -> float:
         return np.nan
     d, h, mi = (float(g) if g else 0.0 for g in m.groups())
     return d * 1440 + h * 60 + mi
+
+
+def _infusion_window(subject_id: pd.Series, day: pd.Series, infusions: pd.DataFrame):
+    """Infusion number and minutes since its start for readings within an infusion window."""
+    starts = {sid: g.sort_values("day")[["day", "infusion_number"]].to_numpy()
+              for sid, g in infusions.groupby("subject_id")}
+    numbers, minutes = [], []
+    for sid, d in zip(subject_id, day, strict=True):
+        found = (np.nan, np.nan)
+        rows = starts.get(sid)
+        if rows is not None and pd.notna(d):
+            eligible = rows[rows[:, 0] <= d + _PRE_DOSE_DAYS]
+            if len(eligible):
+                start, number = eligible[-1]
+                if d - start <= _WINDOW_DAYS:
+                    found = (number, round((d - start) * 1440, 3))
+        numbers.append(found[0])
+        minutes.append(found[1])
+    return (pd.Series(numbers, index=subject_id.index, dtype=float),
+            pd.Series(minutes, index=subject_id.index, dtype=float))
+
+
+def _vitals(advs, cadss, anchor, infusions, report, log, used) -> pd.DataFrame:
+    """ADVS blood pressure and pulse (+ CADSS during infusions) -> one row per reading time."""
+    key = ["subject_id", "infusion_number", "minute"]
+    parts = []
+    if advs is not None:
+        v = advs.copy()
+        if not {"PARAMCD", "AVAL"} <= set(v.columns):
+            report.add("ADVS", "PARAMCD, AVAL", None, "ADVS needs PARAMCD and AVAL")
+        else:
+            used |= {"PARAMCD", "AVAL"}
+            if "ANL01FL" in v.columns:
+                used.add("ANL01FL")
+                v = v[v["ANL01FL"].astype(str).str.upper() == "Y"]
+            target = v["PARAMCD"].astype(str).str.upper().map(DEFAULT_VITALS_MAP)
+            other = sorted(v.loc[target.isna(), "PARAMCD"].astype(str).unique())
+            if other:
+                log.notes.append(f"ADVS: parameters left out: {', '.join(other)}")
+            v, target = v[target.notna()], target[target.notna()]
+            if "ADTM" not in v.columns:
+                report.add("ADVS", "ADTM", None,
+                           "ADVS has no ADTM: readings cannot be placed within an infusion, so "
+                           "vitals are left out", severity=WARNING)
+            else:
+                day = _study_day(v, anchor, "ADTM", "__none__", "__none__", used)
+                number, minute = _infusion_window(v["USUBJID"], day, infusions)
+                outside = number.isna()
+                if outside.any():
+                    log.notes.append(f"ADVS: {int(outside.sum())} reading(s) not within 12 h of an "
+                                     "infusion left out")
+                long = pd.DataFrame({"subject_id": _text(v["USUBJID"]), "infusion_number": number,
+                                     "minute": minute, "param": target,
+                                     "value": pd.to_numeric(v["AVAL"], errors="coerce")})[~outside]
+                dup = long.duplicated(key + ["param"], keep="first")
+                if dup.any():
+                    report.add("ADVS", "ADTM", long.index[dup.to_numpy()].tolist(),
+                               "several readings of one parameter at the same minute; the first is kept",
+                               severity=WARNING)
+                wide = long[~dup].pivot(index=key, columns="param", values="value").reset_index()
+                wide.columns.name = None
+                parts.append(wide)
+                for column in sorted(set(target)):
+                    log.keep("vitals", column, "ADVS.AVAL where PARAMCD = "
+                             + "/".join(k for k, t in DEFAULT_VITALS_MAP.items() if t == column))
+                log.keep("vitals", "minute", "ADVS.ADTM minus the infusion start", "derived")
+    if cadss is not None:
+        parts.append(cadss.drop_duplicates(key))
+        log.keep("vitals", "cadss", "ADQS.AVAL of CADSS rated during an infusion")
+    out = parts[0]
+    for extra in parts[1:]:
+        out = out.merge(extra, on=key, how="outer")
+    for column in ("sbp", "dbp", "heart_rate", "cadss"):
+        if column not in out.columns:
+            out[column] = np.nan
+    return out[key + ["sbp", "dbp", "heart_rate", "cadss"]].sort_values(key).reset_index(drop=True)
 
 
 def _adverse_events(adae, anchor, infusions, report, log, used) -> pd.DataFrame:
