@@ -10,6 +10,8 @@ Which variables are used, and how, is documented in ``docs/own_data.md``. In sho
 - **ADEX** -> ``infusions`` (EXTRT/TRTA + EXROUTE -> drug, EXDOSE or AVAL -> dose, EXDOSU/AVALU,
   ASTDTM/ASTDT/ASTDY -> day, AENDTM - ASTDTM -> duration, APHASE -> phase).
 - **ADAE** -> ``adverse_events`` (AEDECOD, AESEV, AESER, ASTDTM/ASTDT/ASTDY).
+- **ADVS** -> ``vitals`` (SYSBP, DIABP, PULSE at ADTM, placed within the infusion they follow);
+  CADSS ratings from ADQS taken during an infusion become ``vitals.cadss``.
 - **ADTTE** -> an extra table ``time_to_event`` (PARAMCD, AVAL in days, ``event`` = 1 where **CNSR = 0**).
 
 ADaM counts study days from 1 (no day 0: ADY = ADT - TRTSDT + 1 on or after the first dose); kanalysis
@@ -142,7 +144,8 @@ def import_adam(
     Parameters
     ----------
     folder : path
-        Folder with ``adsl``, ``adqs`` and ``adex`` (required) and ``adae``, ``adtte`` (optional), each
+        Folder with ``adsl``, ``adqs`` and ``adex`` (required) and ``adae``, ``advs``, ``adtte``
+        (optional), each
         as ``.xpt`` or ``.sas7bdat`` (file names case-insensitive).
     scale_map : dict, optional
         PARAMCD -> kanalysis scale, added to :data:`DEFAULT_SCALE_MAP`.
