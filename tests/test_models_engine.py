@@ -385,15 +385,21 @@ def test_degenerate_data_raise_clear_errors(traj):
         ka.lmm(one, "score ~ day", groups="subject_id")
 
 
-def test_estimates_are_equivariant_under_rescaling(traj):
-    """Outcome x 1000 and time x 7 (days -> weeks the other way round): same t, df, llf shift."""
+@pytest.mark.parametrize("time_factor", [1 / 7, 1440.0])
+def test_estimates_are_equivariant_under_rescaling(traj, time_factor):
+    """Outcome x 1000 and time in weeks or minutes: same t, df, llf up to the known shift."""
     a = ka.lmm(traj, "score ~ day * arm", groups="subject_id", re_formula="~ 1 + day")
-    b = ka.lmm(traj.assign(score=traj.score * 1000, day=traj.day / 7), "score ~ day * arm",
-               groups="subject_id", re_formula="~ 1 + day")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        b = ka.lmm(traj.assign(score=traj.score * 1000, day=traj.day * time_factor),
+                   "score ~ day * arm", groups="subject_id", re_formula="~ 1 + day")
     np.testing.assert_allclose(a.tvalues, b.tvalues, rtol=1e-5)
     np.testing.assert_allclose(a.df, b.df, rtol=1e-4)
-    # REML: |V| scales by 1000^(2N), |X'V^-1X| by 1000^(-2p) and by 7^4 (two columns / 7)
-    assert b.llf == pytest.approx(a.llf - (a.n_obs - 4) * np.log(1000) + 2 * np.log(7), abs=1e-5)
+    # REML: |V| scales by 1000^(2N), |X'V^-1X| by 1000^(-2p) and time_factor^-4 (two columns)
+    shift = -(a.n_obs - 4) * np.log(1000) - 2 * np.log(time_factor)
+    assert b.llf == pytest.approx(a.llf + shift, abs=1e-5)
+    G_a, G_b = a.cov_re.to_numpy(), b.cov_re.to_numpy()
+    assert G_b[1, 1] == pytest.approx(G_a[1, 1] * 1000**2 / time_factor**2, rel=1e-4)
 
 
 @pytest.mark.parametrize("df_method", ["satterthwaite", "kenward-roger"])

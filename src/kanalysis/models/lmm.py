@@ -55,10 +55,16 @@ class LMMResult(FixedEffectsResult):
     """
 
     def __init__(self, design: Design, engine: LMMEngine, theta, re_names, converged, reml,
-                 groups, formula, re_formula, opt_message):
+                 groups, formula, re_formula, opt_message, z_scale=None):
         self.design = design
         self.engine = engine
-        self.theta = np.asarray(theta)
+        # The engine works with Z / z_scale (random-effect columns of unit root-mean-square, so
+        # that theta is well scaled whatever the time unit); results are reported in the
+        # original units. theta below is lme4's (original scale).
+        z_scale = np.ones(engine.q) if z_scale is None else np.asarray(z_scale, float)
+        self.z_scale = z_scale
+        self._theta_internal = np.asarray(theta)
+        self.theta = (engine.lam(theta) / z_scale[:, None])[engine.tril]
         self.re_names = re_names
         self.converged = converged
         self.reml = reml
@@ -71,25 +77,26 @@ class LMMResult(FixedEffectsResult):
         self.n_dropped = design.n_dropped
         self.method = "REML" if reml else "ML"
         self.df_method = "satterthwaite"
-        dev = engine.deviance(self.theta)
+        theta = self._theta_internal
+        dev = engine.deviance(theta)
         self.llf = -0.5 * dev
         k = engine.p + engine.n_theta + 1
         self.n_params = k
         self.aic = dev + 2 * k
         self.bic = dev + k * np.log(engine.N)
-        nat = engine.natural_from_theta(self.theta)
-        self.natural_params = nat
+        nat = engine.natural_from_theta(theta)
         st = engine.state(nat)
         self.scale = float(st["sigma2"])
-        G = st["G"]
+        G_internal = st["G"]
+        G = G_internal / np.outer(z_scale, z_scale)
         self.cov_re = pd.DataFrame(G, index=re_names, columns=re_names)
         # Satterthwaite in lmerTest's parameters (theta, sigma): identical to any other
         # parameterisation at interior optima, and at singular fits (theta_jj = 0) it drops the
         # degenerate direction exactly as lmerTest does.
-        vp = np.r_[self.theta, np.sqrt(self.scale)]
+        vp = np.r_[theta, np.sqrt(self.scale)]
         # theta is relative to sigma (dimensionless): its typical size is that of its largest
         # element; sigma is on the outcome scale.
-        typical = np.r_[np.full(engine.n_theta, max(float(np.abs(self.theta).max()), 1e-3)),
+        typical = np.r_[np.full(engine.n_theta, max(float(np.abs(theta).max()), 1e-3)),
                         vp[-1]]
         H = inference.numerical_hessian(
             lambda v: _vp_jacobian(engine, v).T @ engine.grad_nat(_vp_to_nat(engine, v)), vp,
@@ -100,12 +107,13 @@ class LMMResult(FixedEffectsResult):
         P = np.einsum("kj,kab->jab", J, engine.P_list(nat))
         self._init_inference(st["beta"], st["cov_beta"], P, W)
         self.cov_theta_sigma = W
-        b = engine.blups(nat)
+        b = engine.blups(nat) / z_scale[None, :]
         self.random_effects = pd.DataFrame(b, index=pd.Index(design.group_labels, name=groups),
                                            columns=re_names)
-        self._check_boundary(G, ok)
+        self._check_boundary(G_internal, ok)
 
     def _check_boundary(self, G, hessian_ok):
+        """G on the internal scale (unit-RMS random-effect columns), comparable with sigma."""
         sd = np.sqrt(np.maximum(np.diag(G), 0))
         msgs = []
         if np.any(sd < 1e-4 * np.sqrt(self.scale)):
@@ -259,6 +267,9 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
     re_names = [str(c) for c in Zmm.columns]
     if Z.shape[1] == 0:
         raise ConfigurationError("lmm: re_formula gives no random effects")
+    z_scale = np.sqrt(np.mean(Z**2, axis=0))
+    z_scale[~(z_scale > 0)] = 1.0
+    Z = Z / z_scale
     ZtZ = group_sums(Z, Z, design.group_starts)
     pat, keys = LMMPatternEngine.patterns(ZtZ)
     if LMMPatternEngine.feasible(len(keys), len(ZtZ), design.X.shape[1], Z.shape[1]):
@@ -293,7 +304,7 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
                                              advice=advice)
             theta = _canonical_theta(engine, theta)
     return LMMResult(design, engine, theta, re_names, converged, reml, groups, formula,
-                     re_formula, msg)
+                     re_formula, msg, z_scale=z_scale)
 
 
 def _vp_to_nat(engine, vp):
