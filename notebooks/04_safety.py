@@ -73,6 +73,7 @@ print(f"scale: {report.scale}; privacy: {report.privacy}")
 import matplotlib.pyplot as plt
 
 from kanalysis import safety, tables
+from kanalysis.errors import DataValidationError
 from kanalysis.plots import safety as safety_plots
 from kanalysis.plots.style import control_arm, figure
 
@@ -238,14 +239,34 @@ else:
 # %% [markdown]
 # ## Dissociation and response
 #
-# Change in the depression score at 24 h regressed on the peak CADSS of the first infusion,
-# adjusted for the baseline score (OLS with CI).
+# Change in the depression score regressed on the peak CADSS of the first infusion, adjusted for
+# the baseline score (OLS with CI). The outcome is the 24-h rating after a single infusion, and the
+# first rating at least 24 h after the last induction infusion (within 7 days) after a course.
 
 # %%
-dissociation = safety.dissociation_response(cohort, scale=report.scale, confidence=conf_level)
-report.save_table(dissociation.to_frame(), "dissociation_response")
-report.record(dissociation_response=dissociation.to_frame().to_dict(orient="records"))
-display(dissociation.to_frame())
+induction = cohort.infusions[cohort.infusions["phase"] == "induction"]
+if induction.groupby("subject_id")["infusion_number"].max().max() > 1:
+    timepoint = {"day": "end_of_induction", "window": 7.0}
+else:
+    timepoint = {"day": 1.0, "window": 0.5}
+try:
+    dissociation = safety.dissociation_response(
+        cohort, scale=report.scale, confidence=conf_level, **timepoint
+    )
+except DataValidationError as err:
+    # Some designs have no rating at the target time (a clinic registry rates at infusions and
+    # monthly check-ins): the report says so instead of failing.
+    print(f"Dissociation and response is not estimable on this cohort: {err}")
+    report.record(
+        dissociation_timepoint=timepoint, dissociation_response=None, dissociation_note=str(err)
+    )
+else:
+    report.save_table(dissociation.to_frame(), "dissociation_response")
+    report.record(
+        dissociation_timepoint=timepoint,
+        dissociation_response=dissociation.to_frame().to_dict(orient="records"),
+    )
+    display(dissociation.to_frame())
 
 # %% [markdown]
 # ## Key numbers
