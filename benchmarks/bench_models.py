@@ -198,7 +198,8 @@ def _machine() -> dict:
             "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def run(sizes: list[int], use_r: bool, json_path: str | None) -> list[dict]:
+def run(sizes: list[int], use_r: bool, json_path: str | None, only: set[str] | None = None,
+        skip_over: float = SKIP_OVER_SECONDS) -> list[dict]:
     from simulate import simulate_trajectories
 
     r_lme4 = use_r and _have_r(["lme4", "jsonlite"])
@@ -217,6 +218,8 @@ def run(sizes: list[int], use_r: bool, json_path: str | None) -> list[dict]:
             plan.append(("MMRM us", "kanalysis", "kanalysis_mmrm"))
             if r_nlme:
                 plan.append(("MMRM us", "nlme_gls", "nlme_gls"))
+            if only:
+                plan = [p for p in plan if p[1] in only or p[1] == "kanalysis"]
             ref: dict[str, dict] = {}
             for model, impl, kind in plan:
                 row = {"model": model, "impl": impl, "n_subjects": n, "n_rows": n_rows}
@@ -231,8 +234,8 @@ def run(sizes: list[int], use_r: bool, json_path: str | None) -> list[dict]:
                         predicted = t0 * n / n0
                     else:
                         predicted = PRIOR_SECONDS_PER_SUBJECT[impl] * n
-                    if predicted > SKIP_OVER_SECONDS:
-                        row["skipped"] = f"predicted {predicted:.0f} s > 10 min"
+                    if predicted > skip_over:
+                        row["skipped"] = f"predicted {predicted:.0f} s > {skip_over:.0f} s"
                         continue
                 out_path = os.path.join(tmp, f"{kind}_{n}.json")
                 if kind in ("lme4", "nlme_gls"):
@@ -302,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke run at 200 and 1,000 subjects")
     p.add_argument("--no-r", action="store_true", help="do not run the R peers")
     p.add_argument("--json", default=None, help="also write the raw results to this JSON file")
+    p.add_argument("--only", default=None,
+                   help="comma-separated peers to run besides kanalysis "
+                        "(statsmodels, lme4, nlme_gls)")
+    p.add_argument("--skip-over", type=float, default=SKIP_OVER_SECONDS,
+                   help="skip a peer fit predicted to take longer (seconds; default 600)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -313,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     m = _machine()
     print(f"# kanalysis model benchmark, {m['date_utc']}; {m['nproc']} CPUs: {m['cpu']}; "
           f"Python {m['python']}", flush=True)
-    rows = run(sizes, use_r=not args.no_r, json_path=args.json)
+    only = set(args.only.split(",")) if args.only else None
+    rows = run(sizes, use_r=not args.no_r, json_path=args.json, only=only,
+               skip_over=args.skip_over)
     print(format_table(rows))
     if args.json:
         _write_json(args.json, rows)
