@@ -96,3 +96,17 @@ def test_unknown_format_is_rejected(tmp_path):
     with pytest.raises(ConfigurationError, match="docx"):
         style.save_figure(fig, tmp_path / "x", formats=("docx",))
     mpl.pyplot.close(fig)
+
+
+def test_control_arm():
+    assert style.control_arm(["ketamine", "midazolam"]) == "midazolam"
+    assert style.control_arm(["maintenance", "no_maintenance"]) == "no_maintenance"
+    assert style.control_arm(["ketamine"]) is None
+
+
+def test_style_context_reset_ignores_process_settings():
+    with mpl.rc_context({"lines.linewidth": 5.0, "axes.facecolor": "red"}):
+        with style.style_context(reset=True):
+            assert mpl.rcParams["axes.facecolor"] == "white"
+            assert mpl.rcParams["lines.linewidth"] == style.rc_params()["lines.linewidth"]
+        assert mpl.rcParams["lines.linewidth"] == 5.0

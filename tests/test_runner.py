@@ -220,3 +220,52 @@ def test_cli_run_exit_codes(tiny_dir, tmp_path, repo_root, monkeypatch):
         ["run", "--out", str(tmp_path), "--run-id", "ko", "--no-progress", "-p", "fail", "True"]
     )
     assert code == 1
+
+
+def test_relative_paths_resolve_from_repository_root(tmp_path, monkeypatch, repo_root):
+    monkeypatch.chdir(tmp_path)  # as JupyterLab, which starts kernels in notebooks/
+    p = runner.validate_parameters(cohort_path="data/synthetic/single", output_dir="reports/x")
+    assert Path(p.cohort_path) == repo_root / "data/synthetic/single"
+    assert Path(p.output_dir) == repo_root / "reports/x"
+
+
+def test_threshold_checked_against_the_cohorts_primary_scale(tiny_dir, tmp_path, repo_root):
+    (tiny_dir / "01_tiny.py").write_text(
+        PARAMS_CELL.replace(
+            'privacy: str = "none"  # privacy mode',
+            'privacy: str = "none"  # privacy mode\nremission_threshold = None  # type: float',
+        )
+    )
+    with pytest.raises(ConfigurationError, match="remission_threshold.*MADRS"):
+        runner.run_notebooks(
+            None,
+            notebook_dir=tiny_dir,
+            parameters={"remission_threshold": 80},
+            out=tmp_path,
+            run_id="t",
+            progress=False,
+            cwd=repo_root,
+        )
+
+
+def test_cohort_option_sets_every_cohort_parameter(tiny_dir, tmp_path, repo_root):
+    (tiny_dir / "01_tiny.py").write_text(
+        PARAMS_CELL.replace(
+            'privacy: str = "none"  # privacy mode',
+            'privacy: str = "none"  # privacy mode\n'
+            'other_cohort_path: str = "data/synthetic/clinic"  # second cohort',
+        )
+    )
+    result = runner.run_notebooks(
+        None,
+        notebook_dir=tiny_dir,
+        cohort=repo_root / "data/synthetic/single",
+        out=tmp_path,
+        run_id="c",
+        progress=False,
+        cwd=repo_root,
+    )
+    params = result.notebooks[0]["parameters"]
+    assert params["other_cohort_path"] == params["cohort_path"]
+    manifest = json.loads(result.manifest_path.read_text())
+    assert not any("clinic" in k for k in manifest["inputs"])

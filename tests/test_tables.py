@@ -202,3 +202,66 @@ def test_table_one_on_bundled_cohort(cohort_serial):
         assert t.group_sizes[arm] == n
     age = t.long[(t.long["variable"] == "age") & (t.long["group"] == "overall")].iloc[0]
     assert age["mean"] == pytest.approx(cohort_serial.subjects["age"].mean())
+
+
+def test_suppress_proportions_hides_count_complement_and_rate():
+    df = pd.DataFrame(
+        {
+            "arm": ["a", "b", "c", "d"],
+            "n": [40, 40, 5, 40],
+            "responders": [20, 3, 2, 38],
+            "rate": [0.5, 0.075, 0.4, 0.95],
+        }
+    )
+    out = tables.suppress_proportions(
+        df, "responders", "n", derived=("rate",), privacy="strict", min_cell_count=11
+    )
+    # a: shown; b: 3 < 11; c: total 5 < 11; d: complement 40 - 38 = 2 < 11.
+    assert out["suppressed"].tolist() == [False, True, True, True]
+    assert out["responders"].tolist() == ["20", "<11", "<11", "<11"]
+    assert out["n"].tolist() == ["40", "40", "<11", "40"]
+    assert out["rate"].isna().tolist() == [False, True, True, True]
+    same = tables.suppress_proportions(df, "responders", "n", privacy="none")
+    assert same is df
+
+
+def test_pool_rare_counts_subjects_not_rows():
+    events = pd.DataFrame(
+        {
+            "subject_id": ["A"] * 5 + ["B", "C", "D"],
+            "term": ["priapism"] * 5 + ["nausea"] * 3,
+        }
+    )
+    out = tables.pool_rare(events, "term", privacy="strict", min_cell_count=2)
+    # priapism: 5 events but 1 subject -> pooled; nausea: 3 subjects -> kept.
+    assert set(out["term"]) == {"other", "nausea"}
+    assert tables.pool_rare(events, "term", privacy="none") is events
+
+
+def test_table_one_strict_pools_rare_levels():
+    subj = pd.DataFrame(
+        {"arm": ["k"] * 12 + ["m"] * 12, "sex": ["F"] * 11 + ["intersex"] + ["M"] * 12}
+    )
+    t = tables.table_one(subj, continuous=[], categorical=["sex"], privacy="strict")
+    assert "intersex" not in t.to_frame().to_string()
+    assert "other" in set(t.long["level"])
+
+
+def test_validation_summary_drops_values_in_strict_mode():
+    class Report:
+        problems = pd.DataFrame(
+            {
+                "table": ["subjects", "assessments"],
+                "column": ["age", "score"],
+                "rows": ["[3]", "[7, 9]"],
+                "rule": ["age out of range", "score above max"],
+                "values": ["[130]", "[99, 75]"],
+                "severity": ["warning", "error"],
+            }
+        )
+
+    strict = tables.validation_summary(Report(), privacy="strict")
+    assert list(strict.columns) == ["severity", "table", "column", "rule"]
+    assert strict["severity"].tolist() == ["error", "warning"]
+    full = tables.validation_summary(Report())
+    assert "values" in full.columns and full["values"].iloc[0] == "[99, 75]"
