@@ -262,17 +262,18 @@ def test_privacy_policy():
 
 
 # --- identifier planting: import, run every notebook in strict mode, scan the outputs -------------------
-N_PLANTED = 90  # subjects taken from the bundled clinic cohort (keeps the notebook runs short)
+N_PLANTED = 90  # subjects taken from a bundled cohort (keeps the notebook runs short)
+PLANTED_BASE = "single"  # a design on which every notebook runs
 PLANTED_SITE = "Tromsoe Satellite Unit"
 PLANTED_TERM = "priapism"
 _TEXT_SUFFIXES = {".ipynb", ".html", ".htm", ".csv", ".tex", ".json", ".svg", ".md", ".txt", ".py"}
 
 
 def _planted_export(folder: Path, synthetic_dir: Path) -> tuple[Path, dict[str, list[str]]]:
-    """Write a clinic export of the synthetic clinic cohort with identifiers planted in it."""
+    """Write a clinic-style export of a bundled synthetic cohort with identifiers planted in it."""
     import kanalysis as ka
 
-    full = ka.load_cohort(synthetic_dir / "clinic")
+    full = ka.load_cohort(synthetic_dir / PLANTED_BASE)
     keep = set(full.subjects["subject_id"].iloc[:N_PLANTED])
     cohort = ka.Cohort(**{name: t[t["subject_id"].isin(keep)].reset_index(drop=True)
                           for name, t in full.tables.items()}, metadata=full.metadata)
@@ -428,7 +429,9 @@ def test_planted_identifiers_never_reach_strict_outputs(tmp_path, synthetic_dir)
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = [p for p in out.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".ipynb" for p in files) and any(p.suffix == ".html" for p in files)
+    executed = {p.stem for p in files if p.suffix == ".ipynb"}
+    assert executed == {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.py")}, executed
+    assert any(p.suffix == ".html" for p in files) and any(p.suffix == ".csv" for p in files)
 
     leaks = _scan_outputs(out, planted, pseudonyms)
     assert not leaks, "identifiers in strict outputs:\n" + "\n".join(sorted(set(leaks))[:60])
