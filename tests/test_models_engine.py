@@ -447,3 +447,15 @@ def test_string_visit_labels_keep_visit_order():
     with pytest.raises(ConfigurationError, match="visit_order"):
         ka.mmrm(s, "score ~ C(visit_label)", subject="subject_id", visit="visit_label",
                 visit_order=list(labels[:3]))
+
+
+@pytest.mark.parametrize("covariance", ["us", "toep", "ar1h"])
+def test_mmrm_is_equivariant_under_outcome_scale(covariance):
+    d = simulate_trajectories(80, seed=200, days=(0, 3, 7, 14, 21, 28), dropout=0.5)
+    fits = [ka.mmrm(d.assign(score=d.score * f), "score ~ C(visit) * arm", subject="subject_id",
+                    visit="visit", covariance=covariance) for f in (1.0, 1e4)]
+    a, b = fits
+    n_resid = a.n_obs - len(a.fe_params)
+    assert b.llf == pytest.approx(a.llf - n_resid * np.log(1e4), abs=1e-6)
+    np.testing.assert_allclose(b.cov.to_numpy(), a.cov.to_numpy() * 1e8, rtol=1e-5)
+    np.testing.assert_allclose(a.df, b.df, rtol=1e-4)

@@ -541,6 +541,14 @@ class MMRMEngine:
                 out.append((g, d))
         return out
 
+    def rescale_y(self, factor):
+        """Multiply the outcome by ``factor`` in every sufficient statistic (no data pass)."""
+        self.Tyy = self.Tyy * factor**2
+        if self.pattern_stats:
+            self.Txy = self.Txy * factor
+        else:
+            self.ys = self.ys * factor
+
     # --- contractions with the data (pattern sums or raw padded rows) --------------------------
     def _xx(self, A, sel=None):
         """sum over patterns s (in sel) and subjects i of X_i' A_s X_i; A is (S_sel, t, t)."""
@@ -643,6 +651,8 @@ class MMRMEngine:
 
     def grad_nat(self, nat):
         core = self._core(self.sigmas_nat(nat))
+        if core is None:
+            raise np.linalg.LinAlgError("covariance not positive definite")
         C, _, beta, _ = self._beta(core)
         Gg = self._G_by_group(core, C, beta)
         return np.array([float(np.sum(d * Gg[g])) for g, d in self.dsigma_nat(nat)])

@@ -115,14 +115,16 @@ def minimise(fun_grad, x0, bounds=None, what="model", advice=""):
         message = str(res.message)
         x = res.x
         f, g = fun_grad(x)
-        x, f, g, ok = _newton(fun_grad, x, f, g, lo, max_iter=10)
+        x, f, g, ok = _newton(fun_grad, x, f, g, lo, max_iter=30)
     if not (np.all(np.isfinite(x)) and np.isfinite(f) and np.all(np.isfinite(g))):
         raise ConvergenceError(
             f"{what}: the optimiser ran into non-finite values of the likelihood "
             f"({message}). {advice}")
     free = ~((x <= lo + 1e-12) & (g > 0))
     gmax = float(np.max(np.abs(g[free]), initial=0.0))
-    converged = bool(np.isfinite(f) and gmax < 1e-3 * max(1.0, abs(f)) ** 0.5)
+    # Converged: the Newton iterations stopped on a tiny gradient or a tiny Newton decrement
+    # (predicted gain in the log-likelihood < 1e-6), both free of the outcome's scale.
+    converged = bool(np.isfinite(f) and (ok or gmax < 1e-5))
     if not converged:
         warnings.warn(
             f"{what}: the optimiser did not converge (largest gradient component {gmax:.3g}, "

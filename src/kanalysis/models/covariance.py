@@ -104,6 +104,17 @@ class CovarianceStructure:
         dn = self.dsigma_nat(nat)
         return np.einsum("lk,lab->kab", J, dn)
 
+    def scale_natural(self, nat, factor2):
+        """Natural parameters after multiplying the outcome by sqrt(factor2): variances and
+        covariances scale by factor2, correlations are unchanged."""
+        nat = np.array(nat, dtype=float)
+        mask = self._variance_like()
+        nat[mask] *= factor2
+        return nat
+
+    def _variance_like(self):
+        return np.ones(self.n_natural, dtype=bool)
+
     def boundary_messages(self, nat) -> list[str]:
         S = self.sigma_nat(nat)
         msgs = []
@@ -219,6 +230,11 @@ class HeterogeneousCS(CovarianceStructure):
     def _lo(self):
         return -1.0 / (self.t - 1) if self.t > 1 else -1.0
 
+    def _variance_like(self):
+        m = np.ones(self.n_natural, dtype=bool)
+        m[-1] = False  # rho
+        return m
+
     def to_natural(self, opt):
         lo = self._lo()
         return np.r_[np.exp(opt[: self.t]), lo + (1 - lo) * _expit(opt[self.t])]
@@ -247,6 +263,11 @@ class AR1(CovarianceStructure):
     def _lags(self):
         i = np.arange(self.t)
         return np.abs(i[:, None] - i[None, :])
+
+    def _variance_like(self):
+        m = np.ones(self.n_natural, dtype=bool)
+        m[-1] = False  # rho
+        return m
 
     def to_natural(self, opt):
         return np.array([np.exp(opt[0]), np.tanh(opt[1])])
@@ -277,6 +298,11 @@ class HeterogeneousAR1(CovarianceStructure):
     def _lags(self):
         i = np.arange(self.t)
         return np.abs(i[:, None] - i[None, :])
+
+    def _variance_like(self):
+        m = np.ones(self.n_natural, dtype=bool)
+        m[-1] = False  # rho
+        return m
 
     def to_natural(self, opt):
         return np.r_[np.exp(opt[: self.t]), np.tanh(opt[self.t])]

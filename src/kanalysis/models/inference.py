@@ -43,16 +43,39 @@ def numerical_hessian(grad_fn, x: np.ndarray, rel: float = 1e-4, typical=None) -
     if typical is None:
         typical = np.full(K, max(float(np.max(np.abs(x))), 1e-8))
     typical = np.maximum(np.asarray(typical, dtype=float), 1e-12)
+    def safe(z):
+        try:
+            g = np.asarray(grad_fn(z), dtype=float)
+        except (np.linalg.LinAlgError, TypeError, ValueError, FloatingPointError):
+            return None
+        return g if np.all(np.isfinite(g)) else None
+
+    g0 = None
     for k in range(K):
         h = rel * max(abs(x[k]), 1e-3 * typical[k])
-        e = np.zeros(K)
-        e[k] = h
-        H[:, k] = (grad_fn(x + e) - grad_fn(x - e)) / (2.0 * h)
+        for _ in range(6):  # near a boundary a step may leave the parameter space: shrink it
+            e = np.zeros(K)
+            e[k] = h
+            gp, gm = safe(x + e), safe(x - e)
+            if gp is not None and gm is not None:
+                H[:, k] = (gp - gm) / (2.0 * h)
+                break
+            if gp is not None or gm is not None:  # one-sided difference
+                g0 = safe(x) if g0 is None else g0
+                if g0 is not None:
+                    H[:, k] = (gp - g0) / h if gp is not None else (g0 - gm) / h
+                    break
+            h /= 10.0
+        else:
+            H[:, k] = np.nan
     return 0.5 * (H + H.T)
 
 
 def param_covariance(H: np.ndarray) -> tuple[np.ndarray, bool]:
     """W = 2 H^{-1}; returns (W, ok) where ok is False when H is not positive definite."""
+    if not np.all(np.isfinite(H)):
+        H = np.where(np.isfinite(H), H, 0.0)
+        return 2.0 * np.linalg.pinv(H), False
     try:
         np.linalg.cholesky(H)
         return 2.0 * np.linalg.inv(H), True

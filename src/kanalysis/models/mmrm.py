@@ -77,7 +77,7 @@ class MMRMResult(FixedEffectsResult):
         Asymptotic covariance of the covariance parameters (inverse observed information).
     """
 
-    def __init__(self, design: Design, engine: MMRMEngine, opt, structures, converged, reml,
+    def __init__(self, design: Design, engine: MMRMEngine, nat, structures, converged, reml,
                  df_method, subject, visit, group, group_levels, visit_levels, formula,
                  covariance, opt_message):
         self.design = design
@@ -96,7 +96,6 @@ class MMRMResult(FixedEffectsResult):
         self.n_dropped = design.n_dropped
         self.n_patterns = engine.n_patterns
         self.method = "REML" if reml else "ML"
-        nat = engine.opt_to_nat(opt)
         self.natural_params = nat
         dev = engine.deviance_nat(nat)
         self.llf = -0.5 * dev
@@ -308,11 +307,20 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
                 stacklevel=2)
     # Starting values: OLS residual covariance by visit (available cases), projected to PD.
     beta0 = sym_solve(design.X.T @ design.X, design.X.T @ design.y)
-    S_emp = engine.empirical_cov(beta0)
+    # Optimise on a standardised outcome (residual SD 1) so that the optimiser's parameters,
+    # gradient and stopping rule do not depend on the outcome's units; then map back.
+    resid_sd = float(np.sqrt(np.mean((design.y - design.X @ beta0) ** 2)))
+    resid_sd = resid_sd if resid_sd > 0 else 1.0
+    engine.rescale_y(1.0 / resid_sd)
+    S_emp = engine.empirical_cov(beta0 / resid_sd)
     opt0 = np.concatenate([s.start(S) for s, S in zip(structures, S_emp, strict=True)])
     opt, converged, msg = minimise(
         engine.deviance_and_grad_opt, opt0, what="mmrm",
         advice="Try a simpler covariance structure ('toep', 'ar1h', 'csh' or 'cs'), check for "
                "visits with very few observations, or rescale the outcome.")
-    return MMRMResult(design, engine, opt, structures, converged, reml, df_method, subject, visit,
+    engine.rescale_y(resid_sd)
+    nat_std = engine.opt_to_nat(opt)
+    nat = np.concatenate([s.scale_natural(v, resid_sd**2) for s, v in
+                          zip(structures, engine.split(nat_std, engine.nat_sizes), strict=True)])
+    return MMRMResult(design, engine, nat, structures, converged, reml, df_method, subject, visit,
                       group, group_levels, visit_levels, formula, covariance, msg)
