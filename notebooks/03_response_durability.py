@@ -87,6 +87,7 @@ status = outcomes.responder_status(
 )
 visit_order = status.sort_values("visit_number")["visit"].drop_duplicates().tolist()
 rates = {}
+shown_rates = {}  # what may be published: rates of hidden counts are missing in strict mode
 for outcome in ("response", "remission"):
     raw = outcomes.response_rates(status, outcome, by=("visit", "arm"), conf_level=conf_level)
     raw["visit"] = raw["visit"].astype(str)
@@ -101,6 +102,7 @@ for outcome in ("response", "remission"):
         min_cell_count=params.min_cell_count,
     )
     report.save_table(shown, f"{outcome}_rates")
+    shown_rates[outcome] = shown
     display(shown)
 min_count = params.min_cell_count if report.strict else None
 fig, axes = figure("double", aspect=0.35, nrows=1, ncols=2)
@@ -122,11 +124,11 @@ plt.show()
 last_visit = visit_order[-1]
 report.record(
     last_visit=last_visit,
-    response_rate_last_visit=rates["response"]
+    response_rate_last_visit=shown_rates["response"]
     .query("visit == @last_visit")
     .set_index("arm")["rate"]
     .to_dict(),
-    remission_rate_last_visit=rates["remission"]
+    remission_rate_last_visit=shown_rates["remission"]
     .query("visit == @last_visit")
     .set_index("arm")["rate"]
     .to_dict(),
@@ -200,8 +202,8 @@ landmarks_shown = tables.suppress_proportions(
 report.save_table(medians.reset_index(), "km_median")
 report.save_table(landmarks_shown, "km_landmarks")
 report.record(
-    n_at_risk_of_relapse=int(len(at_risk_table)),
-    n_relapses=int(at_risk_table["event"].sum()),
+    n_at_risk_of_relapse=report.count(len(at_risk_table)),
+    n_relapses=report.count(at_risk_table["event"].sum()),
     km_median=medians.reset_index().to_dict(orient="records"),
     km_landmarks=landmarks[[c for c in landmarks.columns if c != "at_risk"]].to_dict(
         orient="records"

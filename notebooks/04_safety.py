@@ -137,6 +137,7 @@ for level in ("session", "subject"):
         min_cell_count=params.min_cell_count,
     )
     report.save_table(shown, f"exceedances_{level}")
+    exceedance[level] = shown  # proportions of hidden counts are missing in strict mode
     display(shown)
 report.record(
     exceedance_proportion_sessions=exceedance["session"].set_index("arm")["proportion"].to_dict(),
@@ -177,7 +178,10 @@ report.record(
     ae_proportion={
         f"{t}|{a}": p
         for t, a, p in zip(
-            incidence["term"], incidence["arm"], incidence["proportion"], strict=True
+            incidence_shown["term"],
+            incidence_shown["arm"],
+            incidence_shown["proportion"],
+            strict=True,
         )
     }
 )

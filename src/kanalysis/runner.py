@@ -677,6 +677,15 @@ class NotebookReport:
         """Write this notebook's section of ``results.json``."""
         return write_results_section(self.output_dir, self.name, self.results)
 
+    def count(self, n: int | float) -> int | str:
+        """A count for results or annotations: as is, or ``"<min_cell_count"`` when small in strict
+        mode (:func:`kanalysis.privacy.format_count`)."""
+        if not self.strict:
+            return int(n)
+        from kanalysis.privacy import format_count
+
+        return format_count(n, self.params.min_cell_count)
+
     def display_table(self, table: pd.DataFrame, id_columns: Sequence[str] = ("subject_id",)):
         """Return ``table`` for display, refusing row-level records in strict mode.
 
