@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -273,4 +274,9 @@ def test_adam_fixture_runs_through_the_notebooks(tmp_path, built):
     code = cli_main(["run", "--cohort", str(folder), "--privacy", "strict", "--out",
                      str(tmp_path / "out"), "--run-id", "adam", "--no-progress"])
     assert code == 0
-    assert (tmp_path / "out" / "adam" / "manifest.json").exists()
+    run = tmp_path / "out" / "adam"
+    assert (run / "manifest.json").exists()
+    results = json.loads((run / "results.json").read_text())
+    notebooks = {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.py")}
+    assert {p.stem for p in run.rglob("*.ipynb")} == notebooks
+    assert all(results[name]["privacy"] == "strict" for name in notebooks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import shutil
 import textwrap
@@ -443,4 +444,9 @@ def test_clinic_fixture_runs_through_the_notebooks(tmp_path):
     code = cli_main(["run", "--cohort", str(folder), "--privacy", "strict", "--out",
                      str(tmp_path / "out"), "--run-id", "clinic", "--no-progress"])
     assert code == 0
-    assert (tmp_path / "out" / "clinic" / "manifest.json").exists()
+    run = tmp_path / "out" / "clinic"
+    assert (run / "manifest.json").exists()
+    results = json.loads((run / "results.json").read_text())
+    notebooks = {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.py")}
+    assert {p.stem for p in run.rglob("*.ipynb")} == notebooks
+    assert all(results[name]["privacy"] == "strict" for name in notebooks)
