@@ -20,11 +20,11 @@
 
 # %% tags=["parameters"]
 cohort_path: str = "data/synthetic/single"  # cohort folder, relative to the repository root
-scale = None  # type: Optional[str] scale in kanalysis.scales; None = the cohort's primary scale
+scale = None  # type: Optional[str] scale in kanalysis.scales; None: the cohort's primary scale
 response_reduction: float = 0.5  # response: this fraction of baseline lost, in (0, 1]
-remission_threshold = None  # type: Optional[float] remission cut-off; None = the scale's default
-relapse_rule: str = "loss_of_response"  # loss_of_response, threshold or clinical_events
-relapse_threshold = None  # type: Optional[float] cut-off of the threshold rule; None = its default
+remission_threshold = None  # type: Optional[float] remission cut-off; None: the scale's default
+relapse_rule: str = "loss_of_response"  # a/loss_of_response, b/threshold, c/clinical_events, or b+c
+relapse_threshold = None  # type: Optional[float] cut-off of the threshold rule; None: its default
 alpha: float = 0.05  # significance level; intervals are 100 * (1 - alpha)%
 covariance: str = "us"  # MMRM covariance: us, cs, csh, ar1, ar1h or toep
 output_dir: str = "reports/notebooks"  # figures/, tables/ and results.json go here
