@@ -437,6 +437,25 @@ class LMMPatternEngine(LMMEngine):
 # ----------------------------------------------------------------------------------------------
 # MMRM: structured residual covariance over visits, grouped by observed-visit pattern
 # ----------------------------------------------------------------------------------------------
+def second_derivatives(structures, nat):
+    """d2 Sigma / d nat_k d nat_l as a nested list over all natural parameters (None where
+    zero), or None when every structure is linear in its natural parameters."""
+    K = len(nat)
+    out = [[None] * K for _ in range(K)]
+    k0 = 0
+    any_nonlinear = False
+    for s in structures:
+        n = s.n_natural
+        d2 = s.d2sigma_nat(nat[k0:k0 + n])
+        if d2 is not None:
+            any_nonlinear = True
+            for a in range(n):
+                for b in range(n):
+                    out[k0 + a][k0 + b] = d2[a][b]
+        k0 += n
+    return out if any_nonlinear else None
+
+
 class MMRMEngine:
     """Per-pattern sufficient statistics and the (RE)ML criterion of an MMRM.
 
@@ -681,15 +700,113 @@ class MMRMEngine:
         C, ld_x, beta, rss = self._beta(core)
         return dict(sigmas=sig, core=core, C=C, beta=beta, cov_beta=C, rss=rss, ld_x=ld_x)
 
+    def _Y(self, W, beta=None):
+        """Per covariance group Y[a, b] = sum_s sum_jl W_ja (sum_i x_ij x_il') W_lb, (n_cov_groups,
+        t, t, p, p), and with ``beta`` also Yr[a, b] = sum_s sum_jl W_ja (sum_i x_ij r_il) W_lb.
+
+        With them X'V^-1 A V^-1 X = sum_ab A_ab Y[a, b] for any visit matrix A (one pass over the
+        pattern sums instead of one per covariance parameter)."""
+        t, p, S = self.t, self.p, self.n_patterns
+        Y = np.zeros((self.n_groups_cov, t, t, p, p))
+        Yr = np.zeros((self.n_groups_cov, t, t, p)) if beta is not None else None
+        for s in range(S):
+            g = self.pat_group[s]
+            Ws = W[s]
+            if self.pattern_stats:
+                T = self.Txx[s].reshape(t, t, p, p)
+                tmp = np.tensordot(Ws, T, axes=([0], [0]))  # (a, l, p, q)
+                Y[g] += np.tensordot(tmp, Ws, axes=([1], [0])).transpose(0, 3, 1, 2)
+                if beta is not None:
+                    Txr = self.Txy[s].reshape(t, t, p) - T @ beta
+                    tmp = np.tensordot(Ws, Txr, axes=([0], [0]))  # (a, l, p)
+                    Yr[g] += np.tensordot(tmp, Ws, axes=([1], [0])).transpose(0, 2, 1)
+            else:
+                b0, b1 = self.bounds[s], self.bounds[s + 1]
+                Z = Ws @ self.Xs[b0:b1]  # (n, t, p)
+                Y[g] += np.tensordot(Z, Z, axes=([0], [0])).transpose(0, 2, 1, 3)
+                if beta is not None:
+                    r = self.ys[b0:b1] - self.Xs[b0:b1] @ beta
+                    Wr = r @ Ws
+                    Yr[g] += np.tensordot(Z, Wr, axes=([0], [0])).transpose(0, 2, 1)
+        return Y, Yr
+
     def P_list(self, nat):
         """X'V^{-1} Sigma_k V^{-1} X per natural parameter (dC/dphi_k = C P_k C)."""
         core = self._core(self.sigmas_nat(nat))
+        Y, _ = self._Y(core["W"])
+        return np.array([np.einsum("ab,abpq->pq", d, Y[g]) for g, d in self.dsigma_nat(nat)])
+
+    def hessian_nat(self, nat, d2sigma=None):
+        """Analytic observed Hessian of the profiled -2 (RE)ML log-likelihood in the natural
+        parameters:
+
+        H_kl = -tr(P S_k P S_l) + tr(P S_kl) + 2 r'V^-1 S_k P S_l V^-1 r - r'V^-1 S_kl V^-1 r,
+
+        with P = V^-1 - V^-1 X C X'V^-1 under REML (V^-1 under ML) and S_k = dSigma/dphi_k.
+        """
+        sig = self.sigmas_nat(nat)
+        core = self._core(sig)
+        C, _, beta, _ = self._beta(core)
         W = core["W"]
-        out = []
-        for g, d in self.dsigma_nat(nat):
-            sel = self.pat_group == g
-            out.append(self._xx(W[sel] @ d @ W[sel], sel))
-        return np.array(out)
+        ds = self.dsigma_nat(nat)
+        K = len(ds)
+        Y, Yr = self._Y(W, beta)
+        Pk = np.array([np.einsum("ab,abpq->pq", d, Y[g]) for g, d in ds])
+        uk = np.array([np.einsum("ab,abp->p", d, Yr[g]) for g, d in ds])
+        Trr = self._residual_products(beta)
+        B = Trr + self._quad_xx(C) if self.reml else Trr
+        B = W @ B  # (S, t, t)
+        H = np.zeros((K, K))
+        groups = np.array([g for g, _ in ds])
+        for g in range(self.n_groups_cov):
+            ks = np.flatnonzero(groups == g)
+            if len(ks) == 0:
+                continue
+            dS = np.array([ds[k][1] for k in ks])  # (Kg, t, t)
+            block = np.zeros((len(ks), len(ks)))
+            for s in np.flatnonzero(self.pat_group == g):
+                A = W[s] @ dS  # (Kg, t, t): W S_k
+                AB = A @ B[s]  # W S_k (W M)
+                # -n_s tr(W S_k W S_l) + 2 tr(W S_k W S_l W M)
+                block -= self.n_s[s] * np.einsum("kab,lba->kl", A, A)
+                block += 2.0 * np.einsum("kab,lba->kl", A, AB)
+            H[np.ix_(ks, ks)] += block
+        if self.reml:
+            CP = C @ Pk  # (K, p, p)
+            H -= np.einsum("kab,lba->kl", CP, CP)
+        H -= 2.0 * uk @ C @ uk.T
+        if d2sigma is not None:
+            Gg = self._G_by_group(core, C, beta)
+            for k in range(K):
+                for m in range(K):
+                    if d2sigma[k][m] is not None:
+                        H[k, m] += float(np.sum(d2sigma[k][m] * Gg[ds[k][0]]))
+        return 0.5 * (H + H.T)
+
+    def opt_jacobian(self, opt):
+        """d natural / d optimisation parameters (block diagonal over covariance groups)."""
+        J = np.zeros((sum(self.nat_sizes), len(opt)))
+        r0 = c0 = 0
+        for st, v in zip(self.structures, self.split(opt, self.opt_sizes), strict=True):
+            for k in range(len(v)):
+                h = 1e-6 * max(1.0, abs(v[k]))
+                e = np.zeros_like(v)
+                e[k] = h
+                J[r0:r0 + st.n_natural, c0 + k] = \
+                    (st.to_natural(v + e) - st.to_natural(v - e)) / (2 * h)
+            r0 += st.n_natural
+            c0 += len(v)
+        return J
+
+    def hessian_opt(self, opt):
+        """Gauss-Newton form J' H_nat J of the Hessian in the optimisation parameters (exact at
+        the optimum, where the gradient term vanishes)."""
+        nat = self.opt_to_nat(opt)
+        J = self.opt_jacobian(opt)
+        d2 = None
+        if any(not st.linear for st in self.structures):
+            d2 = second_derivatives(self.structures, nat)
+        return J.T @ self.hessian_nat(nat, d2) @ J
 
     def QR_lists(self, nat, d2sigma):
         """Kenward-Roger Q_kl = X'V^-1 S_k V^-1 S_l V^-1 X and R_kl = X'V^-1 S_kl V^-1 X."""

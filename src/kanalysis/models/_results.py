@@ -52,7 +52,7 @@ def _hessian_fd(fun_grad, x, g, lo, forward=True):
     return 0.5 * (H + H.T)
 
 
-def _newton(fun_grad, x, f, g, lo, max_iter, tol=1e-8):
+def _newton(fun_grad, x, f, g, lo, max_iter, tol=1e-8, hess=None):
     """Damped Newton with bound projection; returns x, f, g, success flag.
 
     Stops when the gradient is below ``tol`` or the Newton decrement g'H^{-1}g (the predicted
@@ -62,7 +62,7 @@ def _newton(fun_grad, x, f, g, lo, max_iter, tol=1e-8):
         free = ~((x <= lo + 1e-12) & (g > 0))
         if np.max(np.abs(g[free]), initial=0.0) < tol:
             return x, f, g, True
-        H = _hessian_fd(fun_grad, x, g, lo, forward=True)
+        H = hess(x) if hess is not None else _hessian_fd(fun_grad, x, g, lo, forward=True)
         Hf = H[np.ix_(free, free)]
         w, V = np.linalg.eigh(Hf)
         if not np.all(np.isfinite(w)):
@@ -90,7 +90,7 @@ def _newton(fun_grad, x, f, g, lo, max_iter, tol=1e-8):
     return x, f, g, bool(np.max(np.abs(g[free]), initial=0.0) < tol)
 
 
-def minimise(fun_grad, x0, bounds=None, what="model", advice=""):
+def minimise(fun_grad, x0, bounds=None, what="model", advice="", hess=None):
     """Minimise an objective with analytic gradient.
 
     Few parameters (random-effects models): damped Newton with a finite-difference Hessian of
@@ -107,7 +107,7 @@ def minimise(fun_grad, x0, bounds=None, what="model", advice=""):
     message = "Newton"
     ok = False
     if n <= 8 and np.isfinite(f):
-        x, f, g, ok = _newton(fun_grad, x, f, g, lo, max_iter=60)
+        x, f, g, ok = _newton(fun_grad, x, f, g, lo, max_iter=60, hess=hess)
     if not ok:
         res = optimize.minimize(fun_grad, x, jac=True, method="L-BFGS-B", bounds=bounds,
                                 options=dict(maxiter=5000, maxfun=20000, ftol=1e-13,
@@ -115,7 +115,7 @@ def minimise(fun_grad, x0, bounds=None, what="model", advice=""):
         message = str(res.message)
         x = res.x
         f, g = fun_grad(x)
-        x, f, g, ok = _newton(fun_grad, x, f, g, lo, max_iter=30)
+        x, f, g, ok = _newton(fun_grad, x, f, g, lo, max_iter=30, hess=hess)
     if not (np.all(np.isfinite(x)) and np.isfinite(f) and np.all(np.isfinite(g))):
         raise ConvergenceError(
             f"{what}: the optimiser ran into non-finite values of the likelihood "

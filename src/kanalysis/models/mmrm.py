@@ -20,7 +20,7 @@ import pandas as pd
 from kanalysis.errors import ConfigurationError, ConvergenceWarning, DataValidationError
 from kanalysis.models import inference
 from kanalysis.models._design import Design, build_design
-from kanalysis.models._engine import MMRMEngine, sym_solve
+from kanalysis.models._engine import MMRMEngine, second_derivatives, sym_solve
 from kanalysis.models._results import (
     FixedEffectsResult,
     SummaryText,
@@ -104,13 +104,13 @@ class MMRMResult(FixedEffectsResult):
         self.aic = dev + 2 * k
         self.bic = dev + k * np.log(self.n_groups)
         st = engine.state(nat)
-        H = inference.numerical_hessian(engine.grad_nat, nat, typical=engine.natural_scale(nat))
+        d2 = second_derivatives(structures, nat)
+        H = engine.hessian_nat(nat, d2)
         W, ok = inference.param_covariance(H)
         self.hessian_ok = ok
         P = engine.P_list(nat)
         PhiA = None
         if df_method == "kenward-roger":
-            d2 = self._second_derivatives(structures, nat)
             Q, R = engine.QR_lists(nat, d2)
             PhiA = inference.kenward_roger_adjusted(st["C"], P, Q, R, W)
         self._init_inference(st["beta"], st["C"], P, W, PhiA)
@@ -151,22 +151,7 @@ class MMRMResult(FixedEffectsResult):
     def _level_order(self) -> dict:
         return {self.visit: list(self.visit_levels)}
 
-    @staticmethod
-    def _second_derivatives(structures, nat):
-        K = len(nat)
-        out = [[None] * K for _ in range(K)]
-        k0 = 0
-        any_nonlinear = False
-        for s in structures:
-            n = s.n_natural
-            d2 = s.d2sigma_nat(nat[k0:k0 + n])
-            if d2 is not None:
-                any_nonlinear = True
-                for a in range(n):
-                    for b in range(n):
-                        out[k0 + a][k0 + b] = d2[a][b]
-            k0 += n
-        return out if any_nonlinear else None
+    _second_derivatives = staticmethod(second_derivatives)
 
     def summary(self) -> SummaryText:
         """Printable summary (also what ``print(result)`` shows)."""
@@ -315,7 +300,7 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
     S_emp = engine.empirical_cov(beta0 / resid_sd)
     opt0 = np.concatenate([s.start(S) for s, S in zip(structures, S_emp, strict=True)])
     opt, converged, msg = minimise(
-        engine.deviance_and_grad_opt, opt0, what="mmrm",
+        engine.deviance_and_grad_opt, opt0, what="mmrm", hess=engine.hessian_opt,
         advice="Try a simpler covariance structure ('toep', 'ar1h', 'csh' or 'cs'), check for "
                "visits with very few observations, or rescale the outcome.")
     engine.rescale_y(resid_sd)
