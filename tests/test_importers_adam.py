@@ -228,6 +228,16 @@ def test_missing_datasets_and_variables_are_reported(tmp_path, built):
     assert "no variable for n_failed_trials" not in " | ".join(fixed.report.errors["rule"])
 
 
+def test_unreadable_dataset_is_reported_not_raised(tmp_path, built):
+    folder = tmp_path / "a"
+    shutil.copytree(built, folder)
+    (folder / "adae.xpt").write_bytes(b"this is not a SAS transport file\n" * 20)
+    result = import_adam(folder)
+    errors = result.report.errors
+    assert (errors["table"] == "ADAE").any()
+    assert errors.loc[errors["table"] == "ADAE", "rule"].str.contains("cannot read adae.xpt").all()
+
+
 def test_input_files_are_not_modified(tmp_path, built):
     folder = tmp_path / "a"
     shutil.copytree(built, folder)
@@ -272,7 +282,7 @@ def test_adam_fixture_runs_through_the_notebooks(tmp_path, built):
         pytest.skip("no notebooks in notebooks/ yet")
     folder = import_adam(built).save(tmp_path / "cohort")
     code = cli_main(["run", "--cohort", str(folder), "--privacy", "strict", "--out",
-                     str(tmp_path / "out"), "--run-id", "adam", "--no-progress"])
+                     str(tmp_path / "out"), "--run-id", "adam", "--no-progress", "--no-html"])
     assert code == 0
     run = tmp_path / "out" / "adam"
     assert (run / "manifest.json").exists()

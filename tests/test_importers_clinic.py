@@ -442,7 +442,7 @@ def test_clinic_fixture_runs_through_the_notebooks(tmp_path):
         pytest.skip("no notebooks in notebooks/ yet")
     folder = import_clinic(FIXTURE / "mapping.toml").save(tmp_path / "cohort")
     code = cli_main(["run", "--cohort", str(folder), "--privacy", "strict", "--out",
-                     str(tmp_path / "out"), "--run-id", "clinic", "--no-progress"])
+                     str(tmp_path / "out"), "--run-id", "clinic", "--no-progress", "--no-html"])
     assert code == 0
     run = tmp_path / "out" / "clinic"
     assert (run / "manifest.json").exists()
