@@ -214,6 +214,14 @@ def test_suppression_never_leaves_a_recoverable_cell_on_random_tables():
                 trial, table.tolist(), m.tolist())
 
 
+def test_suppression_with_a_repeated_index():
+    t = pd.DataFrame({"a": [30, 4, 25], "b": [28, 15, 20]}, index=["x", "x", "y"])
+    out, mask = suppress_small_counts(t, ["a", "b"], return_mask=True)
+    expected, _ = suppress_small_counts(t.reset_index(drop=True), ["a", "b"], return_mask=True)
+    assert list(out.index) == ["x", "x", "y"] and list(mask.index) == ["x", "x", "y"]
+    assert out.reset_index(drop=True).equals(expected)
+
+
 def test_suppression_input_checks():
     t = pd.DataFrame({"a": [1, 2]})
     with pytest.raises(ConfigurationError, match="not in the table"):

@@ -495,6 +495,13 @@ def suppress_small_counts(
         raise ConfigurationError(f"suppress_small_counts: total_row {total_row!r} is not in the index.")
     all_columns = columns + ([total_column] if total_column else [])
     values = df[all_columns].apply(pd.to_numeric, errors="coerce")
+    if not df.index.is_unique:
+        # Cells are addressed by label below: work on positions, restore the labels at the end.
+        if total_row is not None:
+            raise ConfigurationError(
+                "suppress_small_counts: the index must be unique when total_row is given."
+            )
+        values = values.reset_index(drop=True)
     if (values < 0).any().any():
         raise ConfigurationError("suppress_small_counts: counts must not be negative.")
 
@@ -505,7 +512,7 @@ def suppress_small_counts(
         return hit.fillna(False)
 
     mask = small(values)
-    cell_rows = [r for r in df.index if total_row is None or r != total_row]
+    cell_rows = [r for r in values.index if total_row is None or r != total_row]
     protect_rows = margins in ("both", "rows")
     protect_cols = margins in ("both", "columns")
 
@@ -552,10 +559,12 @@ def suppress_small_counts(
     out = df.copy()
     for column in all_columns:
         if label is None:
-            out[column] = values[column].round().astype("Int64").mask(mask[column])
+            result = values[column].round().astype("Int64").mask(mask[column])
         else:
             shown = values[column].map(lambda v: "NA" if pd.isna(v) else f"{v:g}")
-            out[column] = shown.where(~mask[column], label).astype(object)
+            result = shown.where(~mask[column], label).astype(object)
+        out[column] = result.array
+    mask.index = df.index
     if return_mask:
         return out, mask
     return out
