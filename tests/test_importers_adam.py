@@ -238,6 +238,18 @@ def test_unreadable_dataset_is_reported_not_raised(tmp_path, built):
     assert errors.loc[errors["table"] == "ADAE", "rule"].str.contains("cannot read adae.xpt").all()
 
 
+def test_cli_options_for_adam(tmp_path, built, capsys):
+    assert cli_main(["import", "--adam", str(built), "--out", str(tmp_path / "x"),
+                     "--scale", "MADRSTOT"]) == 2
+    assert "--scale expects NAME=VALUE" in capsys.readouterr().err
+    assert cli_main(["import", "--adam", str(built), "--out", str(tmp_path / "y"),
+                     "--subject-variable", "n_failed_trials=NFAILTRT", "--population", "FASFL",
+                     "--pseudonymise", "--format", "parquet"]) == 0
+    cohort = ka.load_cohort(tmp_path / "y")
+    assert (tmp_path / "y" / "subjects.parquet").exists()
+    assert cohort.subjects["subject_id"].str.fullmatch(r"P\d{4}").all()
+
+
 def test_input_files_are_not_modified(tmp_path, built):
     folder = tmp_path / "a"
     shutil.copytree(built, folder)

@@ -142,7 +142,7 @@ def _add_import_parser(sub) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--mapping", help="mapping file (.toml/.yaml) describing a clinic export")
-    src.add_argument("--adam", help="folder with ADSL, ADQS, ADEX (+ ADAE, ADTTE) as .xpt/.sas7bdat")
+    src.add_argument("--adam", help="folder with ADSL, ADQS, ADEX (+ ADAE, ADVS, ADTTE) as .xpt or .sas7bdat")
     p.add_argument("--out", required=True, help="cohort folder to write (replaced atomically)")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--report", default=None,
