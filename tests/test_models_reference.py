@@ -369,3 +369,20 @@ def test_canonical_names():
     assert canonical("C(VISIT)[T.5]:THERAPY[T.PLACEBO]") == "THERAPY=PLACEBO:VISIT=5"
     assert canonical("THERAPY[T.PLACEBO]:C(VISIT)[T.5]") == "THERAPY=PLACEBO:VISIT=5"
     assert canonical("week:endog") == "endog:week"
+
+
+@pytest.mark.parametrize("fit_id", ALL_IDS)
+def test_to_frame_and_pvalues(fit_id):
+    """The tidy table carries the same numbers, and t / p agree with R."""
+    ref = FITS[fit_id]
+    res, _ = _fit(fit_id)
+    tab = res.to_frame()
+    expected = ["term", "estimate", "std_error", "df", "t", "p_value", "ci_lower", "ci_upper"]
+    assert list(tab.columns[:len(expected)]) == expected
+    tab = tab.set_index(tab["term"].map(canonical))
+    _compare(f"{fit_id} to_frame estimate", tab["estimate"].to_dict(), ref["fe_params"],
+             RTOL_PARAM, _floor(ref, RTOL_PARAM))
+    _compare(f"{fit_id} t", tab["t"].to_dict(), ref["tvalues"], RTOL_SE_DF,
+             {k: 0.01 * RTOL_SE_DF for k in ref["tvalues"]})
+    # p-values: 1e-3 relative, plus 1e-10 absolute for the tiny ones.
+    _compare(f"{fit_id} p_value", tab["p_value"].to_dict(), ref["pvalues"], RTOL_SE_DF, 1e-10)
