@@ -459,3 +459,30 @@ def test_mmrm_is_equivariant_under_outcome_scale(covariance):
     assert b.llf == pytest.approx(a.llf - n_resid * np.log(1e4), abs=1e-6)
     np.testing.assert_allclose(b.cov.to_numpy(), a.cov.to_numpy() * 1e8, rtol=1e-5)
     np.testing.assert_allclose(a.df, b.df, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["us", "csh", "ar1h", "toep"])
+@pytest.mark.parametrize("reml", [True, False])
+def test_mmrm_analytic_hessian_matches_finite_differences(name, reml):
+    from kanalysis.models import inference
+    from kanalysis.models._engine import second_derivatives
+
+    d = simulate_trajectories(60, seed=5, days=(0, 7, 14, 21, 28))
+    eng, structs = _mmrm_engine(d, name, reml=reml, group=(name == "us"))
+    opt = np.concatenate([s.start(np.eye(5) * 20 + 8) for s in structs]) + 0.05
+    nat = eng.opt_to_nat(opt)
+    numeric = inference.numerical_hessian(eng.grad_nat, nat, typical=eng.natural_scale(nat))
+    analytic = eng.hessian_nat(nat, second_derivatives(structs, nat))
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-5 * np.abs(numeric).max())
+
+
+def test_visit_labels_ordered_by_within_subject_precedence():
+    """The first subject misses "4h": first appearance alone would put "4h" last."""
+    d = simulate_trajectories(60, seed=41, days=(0, 1, 3, 7, 14), dropout=0.0)
+    labels = np.array(["40min", "4h", "24h", "day7", "day14"])
+    d = d.assign(visit_label=labels[d.visit])
+    first = d.subject_id.iloc[0]
+    d = d[~((d.subject_id == first) & (d.visit_label == "4h"))]
+    res = ka.mmrm(d, "score ~ C(visit_label)", subject="subject_id", visit="visit_label",
+                  covariance="ar1")
+    assert list(res.cov.index) == list(labels)

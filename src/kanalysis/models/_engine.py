@@ -734,7 +734,19 @@ class MMRMEngine:
         """X'V^{-1} Sigma_k V^{-1} X per natural parameter (dC/dphi_k = C P_k C)."""
         core = self._core(self.sigmas_nat(nat))
         Y, _ = self._Y(core["W"])
-        return np.array([np.einsum("ab,abpq->pq", d, Y[g]) for g, d in self.dsigma_nat(nat)])
+        return self._contract_Y(self.dsigma_nat(nat), Y)
+
+    def _contract_Y(self, ds, Y):
+        """sum_ab dSigma_k[a, b] Y[group_k][a, b] for every parameter k (one matmul per group)."""
+        t2 = self.t * self.t
+        tail = Y.shape[3:]
+        out = np.zeros((len(ds),) + tail)
+        groups = np.array([g for g, _ in ds])
+        for g in np.unique(groups):
+            ks = np.flatnonzero(groups == g)
+            D = np.array([ds[k][1] for k in ks]).reshape(len(ks), t2)
+            out[ks] = (D @ Y[g].reshape(t2, -1)).reshape((len(ks),) + tail)
+        return out
 
     def hessian_nat(self, nat, d2sigma=None):
         """Analytic observed Hessian of the profiled -2 (RE)ML log-likelihood in the natural
@@ -751,8 +763,8 @@ class MMRMEngine:
         ds = self.dsigma_nat(nat)
         K = len(ds)
         Y, Yr = self._Y(W, beta)
-        Pk = np.array([np.einsum("ab,abpq->pq", d, Y[g]) for g, d in ds])
-        uk = np.array([np.einsum("ab,abp->p", d, Yr[g]) for g, d in ds])
+        Pk = self._contract_Y(ds, Y)
+        uk = self._contract_Y(ds, Yr)
         Trr = self._residual_products(beta)
         B = Trr + self._quad_xx(C) if self.reml else Trr
         B = W @ B  # (S, t, t)
@@ -764,16 +776,19 @@ class MMRMEngine:
                 continue
             dS = np.array([ds[k][1] for k in ks])  # (Kg, t, t)
             block = np.zeros((len(ks), len(ks)))
+            Kg = len(ks)
             for s in np.flatnonzero(self.pat_group == g):
                 A = W[s] @ dS  # (Kg, t, t): W S_k
                 AB = A @ B[s]  # W S_k (W M)
-                # -n_s tr(W S_k W S_l) + 2 tr(W S_k W S_l W M)
-                block -= self.n_s[s] * np.einsum("kab,lba->kl", A, A)
-                block += 2.0 * np.einsum("kab,lba->kl", A, AB)
+                # -n_s tr(W S_k W S_l) + 2 tr(W S_k W S_l W M), as matrix products (BLAS):
+                # tr(A_k D_l) = vec(A_k) . vec(D_l')
+                At = np.transpose(A, (0, 2, 1)).reshape(Kg, -1)
+                ABt = np.transpose(AB, (0, 2, 1)).reshape(Kg, -1)
+                block += A.reshape(Kg, -1) @ (2.0 * ABt - self.n_s[s] * At).T
             H[np.ix_(ks, ks)] += block
         if self.reml:
             CP = C @ Pk  # (K, p, p)
-            H -= np.einsum("kab,lba->kl", CP, CP)
+            H -= CP.reshape(K, -1) @ np.transpose(CP, (0, 2, 1)).reshape(K, -1).T
         H -= 2.0 * uk @ C @ uk.T
         if d2sigma is not None:
             Gg = self._G_by_group(core, C, beta)

@@ -32,26 +32,41 @@ from kanalysis.models.covariance import make_structure
 DF_METHODS = ("satterthwaite", "kenward-roger")
 
 
-def _ordered_levels(values: pd.Series, original: pd.Series | None = None) -> list:
-    """Visit (or group) levels in their natural order.
-
-    Categorical: category order. Numbers, or strings that all read as numbers: numeric order.
-    Other strings (``"40min"``, ``"4h"``, ``"day1"``): order of first appearance in the input
-    data, which is the visit order when rows are sorted by time within subject (pass
-    ``visit_order=`` to mmrm or a pandas Categorical to set it explicitly).
-    """
+def _ordered_levels(values: pd.Series) -> list | None:
+    """Levels in their natural order when the values say it: category order (Categorical) or
+    numeric order (numbers, or strings that all read as numbers); None otherwise."""
     present = set(pd.unique(values))
     if isinstance(values.dtype, pd.CategoricalDtype):
         return [c for c in values.cat.categories if c in present]
     uniq = pd.unique(values)
-    try:
-        num = pd.to_numeric(pd.Series(uniq))
-        if num.notna().all():
-            return [u for _, u in sorted(zip(num, uniq, strict=True), key=lambda z: z[0])]
-    except (TypeError, ValueError):
-        pass
-    source = original if original is not None else values
-    return [v for v in pd.unique(source.dropna()) if v in present]
+    num = pd.to_numeric(pd.Series(uniq), errors="coerce")
+    if num.notna().all():
+        return [u for _, u in sorted(zip(num, uniq, strict=True), key=lambda z: z[0])]
+    return None
+
+
+def _order_by_precedence(data: pd.DataFrame, subject: str, visit: str, levels) -> list:
+    """Order visit labels ("40min", "4h", "day1", ...) by how they follow each other within
+    subjects in the rows as given: level a comes before b when, among subjects with both, a
+    precedes b more often than not (a Copeland ranking, robust to missed visits)."""
+    frame = data[[subject, visit]].dropna()
+    frame = frame[frame[visit].isin(set(levels))]
+    subj = pd.factorize(frame[subject])[0]
+    lev = list(pd.unique(frame[visit]))  # first appearance, the tie-break
+    code = frame[visit].map({v: i for i, v in enumerate(lev)}).to_numpy()
+    rank = frame.groupby(subj, sort=False).cumcount().to_numpy().astype(float)
+    L = len(lev)
+    pos = np.full((subj.max() + 1, L), np.nan)
+    # first occurrence within subject: assign in reverse so that the first row wins
+    pos[subj[::-1], code[::-1]] = rank[::-1]
+    before = np.zeros((L, L))
+    for a in range(L):
+        with np.errstate(invalid="ignore"):
+            before[a] = np.nansum(pos[:, [a]] < pos, axis=0)
+    wins = (before > before.T).sum(1)
+    mean_pos = np.nanmean(pos / np.nanmax(pos, axis=1, keepdims=True).clip(min=1), axis=0)
+    order = sorted(range(L), key=lambda a: (-wins[a], mean_pos[a], a))
+    return [lev[a] for a in order]
 
 
 class MMRMResult(FixedEffectsResult):
@@ -202,8 +217,10 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
         Fixed part, e.g. ``"CHANGE ~ BASVAL*C(VISIT) + THERAPY*C(VISIT)"``.
     subject, visit : str
         Subject and visit columns. Visit levels are ordered by category order (Categorical),
-        numerically (numbers or numeric strings), or else by first appearance in ``data``; the
-        order matters for ``ar1``, ``ar1h`` and ``toep`` and for the rows of ``cov``.
+        numerically (numbers or numeric strings), or else (labels such as ``"40min"``,
+        ``"day1"``) by the order in which they follow each other within subjects in ``data``
+        as given; the order matters for ``ar1``, ``ar1h`` and ``toep`` and for the rows of
+        ``cov``. Use ``visit_order`` to set it explicitly.
     covariance : {"us", "cs", "csh", "ar1", "ar1h", "toep"}
         Within-subject covariance structure.
     reml : bool
@@ -244,7 +261,9 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
         if unknown:
             raise ConfigurationError(f"mmrm: visit_order lacks the {visit!r} level(s) {unknown}")
     else:
-        visit_levels = _ordered_levels(frame[visit], data[visit])
+        visit_levels = _ordered_levels(frame[visit])
+        if visit_levels is None:
+            visit_levels = _order_by_precedence(data, subject, visit, set(frame[visit]))
     vpos = {v: i for i, v in enumerate(visit_levels)}
     visit_code = frame[visit].map(vpos).to_numpy().astype(np.int64)
     subj_code = design.group_codes
@@ -268,8 +287,7 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance:
             raise DataValidationError(
                 f"mmrm: the covariance group column {group!r} changes within subject(s) "
                 f"{list(bad[:10])}; it must be constant within subject.")
-        group_levels = (_ordered_levels(gvals) if isinstance(gvals.dtype, pd.CategoricalDtype)
-                        else sorted(pd.unique(gvals), key=lambda v: (str(type(v)), v)))
+        group_levels = _ordered_levels(gvals) or sorted(pd.unique(gvals), key=str)
         gpos = {g: i for i, g in enumerate(group_levels)}
         cov_group = np.zeros(n_subj, dtype=np.int64)
         cov_group[per_subj["s"].to_numpy()] = per_subj["g"].map(gpos).to_numpy()
