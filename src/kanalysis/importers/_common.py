@@ -200,15 +200,21 @@ def finish_import(
         for p in model.problems.itertuples(index=False):
             # Data-model rows are positions in the imported table, not in the input file.
             report.add(p.table, p.column, p.rows if p.rows else None, p.rule, p.values, p.severity)
-        # Last line of defence: no imported table may still hold an identifier-like column.
+        # Last line of defence: no imported table may still hold an identifier-like column, and
+        # the free-text-capable model columns must not hold identifier-like values.
         for name, table in cohort.tables.items():
             keep = [c for c in table.columns if c in _MODEL_COLUMNS]
             leftover = detect_identifiers(table, table=name, exclude=keep)
+            text = [c for c in table.columns if c in _SCREENED_TEXT]
+            if text:
+                by_content = detect_identifiers(table[text], table=name, by_name=False)
+                leftover = pd.concat([leftover, by_content], ignore_index=True)
             for f in leftover.itertuples(index=False):
                 report.add(name, f.column, None, f"column still looks like an identifier: {f.reason}")
     return ImportResult(cohort, report, log, extra_tables or {}, id_key)
 
 
+_SCREENED_TEXT = {"arm", "site", "dropout_reason", "visit", "drug", "term", "event", "scale"}
 _MODEL_COLUMNS = {
     "subject_id", "arm", "site", "age", "sex", "n_failed_trials", "episode_duration_months",
     "anxious_distress", "bmi", "family_history_aud", "disposition", "dropout_day",
