@@ -76,6 +76,7 @@ import matplotlib.pyplot as plt
 
 from kanalysis import durability, outcomes, tables
 from kanalysis.plots import durability as durability_plots
+from kanalysis.plots.forest import forest_plot
 from kanalysis.plots.style import control_arm, figure
 
 conf_level = 1 - params.alpha
@@ -268,6 +269,20 @@ if multi_arm:
     display(rmst)
 else:
     print("One arm: no between-arm comparison of durability.")
+
+# %% [markdown]
+# Cox model adjusted for the baseline score, age and the number of failed antidepressant trials,
+# shown as a forest plot of hazard ratios with their CIs (below 1: lower hazard of relapse).
+
+# %%
+covariates = [c for c in ("baseline", "age", "n_failed_trials") if c in at_risk_table.columns]
+terms = ([arm_term] if multi_arm else []) + covariates
+adjusted = durability.cox(at_risk_table, " + ".join(terms), conf_level=conf_level)
+report.save_table(adjusted.to_frame(), "cox_adjusted")
+report.record(cox_adjusted=adjusted.to_frame().to_dict(orient="records"))
+ax = forest_plot(adjusted.to_frame(), xlabel=f"Hazard ratio ({100 * conf_level:g}% CI)")
+report.save_figure(ax.figure, "cox_forest")
+plt.show()
 
 # %% [markdown]
 # ## Key numbers

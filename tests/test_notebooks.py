@@ -176,6 +176,10 @@ def test_03_response_durability(tmp_path):
     cox = durability.cox(table, "C(arm, contr.treatment('no_maintenance'))").to_frame()
     assert res["cox"][0]["hr"] == _approx(cox["hr"].iloc[0])
     assert res["cox"][0]["hr"] < 1  # maintenance protects against relapse in the design
+    adjusted = durability.cox(
+        table, "C(arm, contr.treatment('no_maintenance')) + baseline + age + n_failed_trials"
+    ).to_frame()
+    assert [r["hr"] for r in res["cox_adjusted"]] == [_approx(v) for v in adjusted["hr"]]
     km = durability.kaplan_meier(table, group="arm").median()
     for row in res["km_median"]:
         assert row["median"] == _approx(km.loc[row["arm"], "median"])
