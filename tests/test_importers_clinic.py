@@ -428,6 +428,26 @@ def test_vitals_and_adverse_events_from_date_times(tmp_path):
     assert ae["serious"].tolist() == [False, True]
 
 
+def test_wide_export_with_one_column_per_scale(tmp_path):
+    _basic_files(tmp_path)
+    (tmp_path / "wide.csv").write_text(
+        "id,when,MADRS total,PHQ-9 total\nA1,2024-02-29 09:00,30,18\nA1,2024-03-01 09:40,20,\n"
+        "B2,2024-03-01 10:00,28,15\nB2,2024-03-03 10:00,x,9\n")
+    wide = BASIC.replace('file = "scores.csv"', 'file = "wide.csv"').replace(
+        'scale = "scale"\nscore = "score"\n',
+        '\n[assessments.scores]\nMADRS = "MADRS total"\nPHQ9 = "PHQ-9 total"\n')
+    result = import_clinic(_write_mapping(tmp_path, wide), pseudonymise=False)
+    errors = result.report.errors
+    assert errors[["column", "rows", "rule"]].values.tolist() == [["MADRS total", "3", "must be a number"]]
+    a = result.cohort.assessments
+    got = sorted(zip(a["subject_id"], a["scale"], a["score"], strict=True))
+    assert got == [("A1", "MADRS", 20.0), ("A1", "MADRS", 30.0), ("A1", "PHQ9", 18.0),
+                   ("B2", "MADRS", 28.0), ("B2", "PHQ9", 9.0), ("B2", "PHQ9", 15.0)]
+    both = BASIC.replace('score = "score"\n', 'score = "score"\n[assessments.scores]\nMADRS = "x"\n')
+    with pytest.raises(ConfigurationError, match="not both"):
+        load_mapping(_write_mapping(tmp_path, both))
+
+
 def test_html_report_escapes_text(tmp_path):
     _basic_files(tmp_path, people="id,age,sex,fails,<b>x</b>\nA1,40,F,2,1\nB2,51,M,3,2\n")
     result = import_clinic(_write_mapping(tmp_path, BASIC))

@@ -82,7 +82,7 @@ TARGETS: dict[str, dict[str, str]] = {
     },
 }
 _SECTION_KEYS = {"file", "format", "sheet", "delimiter", "encoding", "date_format", "dayfirst",
-                 "columns", "constants", "values", "ignore", "where"}
+                 "columns", "constants", "values", "ignore", "where", "scores"}
 _TOP_KEYS = {"cohort", "defaults", *TARGETS}
 _MODEL_ORDER = {
     "subjects": ["subject_id", "arm", "site", "age", "sex", "n_failed_trials",
@@ -149,6 +149,15 @@ def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
                     f"[{table}] unknown kanalysis column {target!r}; allowed: "
                     f"{', '.join(TARGETS[table])}"
                 )
+        scores = spec.get("scores")
+        if scores is not None:
+            if table != "assessments":
+                problems.append(f"[{table}] `scores` (one column per scale) is for [assessments] only")
+            elif not isinstance(scores, dict) or not scores:
+                problems.append("[assessments.scores] must map scale names to your columns")
+            elif {"scale", "score"} & set(columns):
+                problems.append("[assessments] map either `scale` + `score` (long) or `scores` "
+                                "(one column per scale), not both")
         if "file" in spec and "subject_id" not in columns:
             problems.append(f"[{table}.columns] must name the subject column (subject_id = ...)")
         when = {"datetime", "date", "day"} & set(columns)
@@ -213,7 +222,8 @@ def import_clinic(
     for table in TARGETS:
         spec = mapping.get(table) or {}
         if "file" in spec:
-            cols = set((spec.get("columns") or {}).values()) | set(spec.get("where") or {})
+            cols = (set((spec.get("columns") or {}).values()) | set(spec.get("where") or {})
+                    | set((spec.get("scores") or {}).values()))
             used_by_file.setdefault(str(spec["file"]), set()).update(cols)
 
     staged: dict[str, pd.DataFrame] = {}
@@ -331,12 +341,13 @@ def _stage_table(
     recodes: dict[str, dict] = dict(spec.get("values", {}) or {})
     ignore = set(spec.get("ignore", []) or [])
 
-    missing = [f"{t} = {c!r}" for t, c in columns.items() if c not in raw.columns]
+    scores: dict[str, str] = dict(spec.get("scores", {}) or {})
+    missing = [f"{t} = {c!r}" for t, c in [*columns.items(), *scores.items()] if c not in raw.columns]
     if missing:
         report.add(label, ", ".join(c for c in columns.values() if c not in raw.columns), None,
                    f"mapped column(s) not in the file ({'; '.join(missing)}); columns present: "
                    f"{', '.join(raw.columns)}")
-    mapped_sources = {c for c in columns.values() if c in raw.columns}
+    mapped_sources = {c for c in [*columns.values(), *scores.values()] if c in raw.columns}
 
     # Identifier screen of every column no section of the mapping uses.
     unmapped = [c for c in raw.columns if c not in mapped_sources and c not in used_for_filter
@@ -446,6 +457,9 @@ def _stage_table(
                 report.add(label, source, sheet_rows(pos[empty]),
                            "missing date: the record cannot be placed in time")
 
+    if scores:
+        out, when, pos = _melt_scores(out, when, pos, data, scores, label, report, log, path.name)
+
     # Duplicated records.
     if table == "subjects" and "subject_id" in out:
         dup = out["subject_id"].duplicated(keep=False)
@@ -464,6 +478,30 @@ def _stage_table(
                        "and date-time", severity=ERROR)
     out.attrs["rows_read"] = rows_read
     return out, when
+
+
+def _melt_scores(out, when, pos, data, scores, label, report, log, file_name):
+    """Wide export (one column per scale) -> one row per rating; blank cells are missed ratings."""
+    parts, whens, positions = [], [], []
+    for scale_name, source in scores.items():
+        if source not in data.columns:
+            continue
+        sub_report = ValidationReport()
+        values = to_number(data.loc[out.index, source], label=label, column=source, report=sub_report)
+        for p in sub_report.problems.itertuples(index=False):
+            report.add(p.table, p.column, _translate_rows(p.rows, pos), p.rule, p.values, p.severity)
+        present = values.notna()
+        parts.append(out[present].assign(scale=scale_name, score=values[present]))
+        whens.append(when[present])
+        positions.append(pos[present])
+        log.keep("assessments", "score", f"{file_name}:{source}", f"scale {scale_name} (wide export)")
+    if not parts:
+        empty = out.iloc[:0].assign(scale=None, score=np.nan)
+        return empty, when.iloc[:0], pos.iloc[:0]
+    log.notes.append(f"{label}: one column per scale ({', '.join(scores)}) turned into one row per "
+                     "rating; blank cells taken as missed ratings")
+    return (pd.concat(parts, ignore_index=True), pd.concat(whens, ignore_index=True),
+            pd.concat(positions, ignore_index=True))
 
 
 def _as_text(value) -> str | None:
