@@ -246,6 +246,14 @@ def test_basic_import_day_arithmetic(tmp_path):
     assert result.cohort.infusions["day"].tolist() == [0.0, 0.0]
 
 
+def test_dates_without_times_count_whole_days(tmp_path):
+    _basic_files(tmp_path, scores="id,when,scale,score\nA1,2024-02-29,MADRS,30\nA1,2024-03-01,MADRS,20\n"
+                 "B2,2024-03-01,MADRS,28\nB2,2024-03-03,MADRS,14\n")
+    result = import_clinic(_write_mapping(tmp_path, BASIC), pseudonymise=False)
+    assert result.ok, result.to_markdown()
+    assert result.cohort.assessments["day"].tolist() == [-1.0, 0.0, -1.0, 1.0]
+
+
 def test_unreadable_encoding_is_reported(tmp_path):
     _basic_files(tmp_path)
     (tmp_path / "people.csv").write_bytes("id,age,sex,fails\nA1,40,F,2\nB2,51,M,3 Bj\xf8rn\n".encode("latin-1"))

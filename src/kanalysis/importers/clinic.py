@@ -203,8 +203,9 @@ def import_clinic(
     Notes
     -----
     Study day = (date-time - the subject's first infusion date-time) / 24 h, so the first infusion is
-    day 0, a rating 40 minutes after it day 0.02778 and screening negative. Dates without a time are
-    taken at midnight; when infusion times are missing too, days are whole numbers.
+    day 0, a rating 40 minutes after it day 0.02778 and screening negative. A table whose dates carry
+    no clock time (mapped as `date` without `time`, or every value at 00:00) counts whole days from
+    the date of the first infusion.
     """
     if not isinstance(mapping, dict):
         mapping = load_mapping(mapping)
@@ -258,7 +259,7 @@ def import_clinic(
         dated = {"datetime", "date"} & set((mapping.get(table, {}) or {}).get("columns", {}) or {})
         if when is not None and dated:
             start = out["subject_id"].map(anchor)
-            if _date_only(mapping.get(table, {})):
+            if _date_only(mapping.get(table, {})) or _all_midnight(when):
                 # Dates without clock times count whole days from the date of the first infusion.
                 start = start.dt.normalize()
             day = days_between(when, start)
@@ -653,6 +654,12 @@ def _calendar_age(born: pd.Series, on: pd.Series) -> pd.Series:
     before_birthday = (on.dt.month < born.dt.month) | (
         (on.dt.month == born.dt.month) & (on.dt.day < born.dt.day))
     return (years - before_birthday.astype(float)).astype(float)
+
+
+def _all_midnight(when: pd.Series) -> bool:
+    """True when a date-time column carries dates only (every value at 00:00)."""
+    present = when.dropna()
+    return bool(len(present)) and bool((present == present.dt.normalize()).all())
 
 
 def _date_only(spec: dict) -> bool:
