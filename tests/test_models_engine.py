@@ -486,3 +486,23 @@ def test_visit_labels_ordered_by_within_subject_precedence():
     res = ka.mmrm(d, "score ~ C(visit_label)", subject="subject_id", visit="visit_label",
                   covariance="ar1")
     assert list(res.cov.index) == list(labels)
+
+
+@pytest.mark.parametrize("name", ["us", "csh", "ar1"])
+def test_kenward_roger_fast_inner_equals_explicit_sum(name):
+    """sum_kl W_kl (Q_kl - P_k C P_l - R_kl/4) from the O(K t^3) route equals the explicit sum."""
+    from kanalysis.models import inference
+    from kanalysis.models._engine import second_derivatives
+
+    d = simulate_trajectories(60, seed=8, days=(0, 7, 14, 21, 28), dropout=0.4)
+    eng, structs = _mmrm_engine(d, name, reml=True, group=True)
+    opt = np.concatenate([s.start(np.eye(5) * 20 + 8) for s in structs]) + 0.05
+    nat = eng.opt_to_nat(opt)
+    d2 = second_derivatives(structs, nat)
+    Wphi = 2 * np.linalg.inv(eng.hessian_nat(nat, d2) + 50 * np.eye(len(nat)))
+    C = eng.state(nat)["C"]
+    P = eng.P_list(nat)
+    Q, R = eng.QR_lists(nat, d2)
+    explicit = inference.kenward_roger_adjusted(C, P, Q, R, Wphi)
+    fast = C + 2 * C @ eng.kr_inner(nat, Wphi, d2) @ C
+    np.testing.assert_allclose(fast, explicit, rtol=1e-8, atol=1e-12 * np.abs(explicit).max())

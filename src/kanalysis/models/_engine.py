@@ -456,6 +456,12 @@ def second_derivatives(structures, nat):
     return out if any_nonlinear else None
 
 
+def _one(s, n):
+    sel = np.zeros(n, dtype=bool)
+    sel[s] = True
+    return sel
+
+
 class MMRMEngine:
     """Per-pattern sufficient statistics and the (RE)ML criterion of an MMRM.
 
@@ -822,6 +828,44 @@ class MMRMEngine:
         if any(not st.linear for st in self.structures):
             d2 = second_derivatives(self.structures, nat)
         return J.T @ self.hessian_nat(nat, d2) @ J
+
+    def kr_inner(self, nat, Wphi, d2sigma=None):
+        """sum_kl W_kl (Q_kl - P_k C P_l - R_kl / 4) of Kenward-Roger without forming the K^2
+        matrices Q_kl: for pattern s, sum_kl W_kl X'V^-1 S_k V^-1 S_l V^-1 X is
+        <M_s, Y_s> with M_s = sum_k S_k W_s (sum_l W_kl S_l)."""
+        core = self._core(self.sigmas_nat(nat))
+        C, _, _, _ = self._beta(core)
+        W = core["W"]
+        t, p = self.t, self.p
+        ds = self.dsigma_nat(nat)
+        groups = np.array([g for g, _ in ds])
+        dS = np.array([d for _, d in ds])  # (K, t, t)
+        Q = np.zeros((p, p))
+        for g in range(self.n_groups_cov):
+            ks = np.flatnonzero(groups == g)
+            if len(ks) == 0:
+                continue
+            Dt = np.einsum("kl,lab->kab", Wphi[np.ix_(ks, ks)], dS[ks])  # sum_l W_kl S_l
+            Kg = len(ks)
+            dS_wide = np.transpose(dS[ks], (1, 0, 2)).reshape(t, Kg * t)  # [a, (k, b)]
+            for s in np.flatnonzero(self.pat_group == g):
+                WD = (W[s] @ Dt).reshape(Kg * t, t)  # [(k, c), d] = (W_s Dt_k)[c, d]
+                M = dS_wide @ WD  # sum_k S_k W_s Dt_k
+                A = W[s] @ M @ W[s]  # contract with the pattern sums: X'(W M W)X
+                Q += self._xx(A[None], _one(s, self.n_patterns))
+        Pk = self.P_list(nat)
+        PWP = np.einsum("kab,bc,kl,lcd->ad", Pk, C, Wphi, Pk, optimize=True)
+        inner = Q - PWP
+        if d2sigma is not None:
+            Y, _ = self._Y(W)
+            for g in range(self.n_groups_cov):
+                D2 = np.zeros((t, t))
+                for k in np.flatnonzero(groups == g):
+                    for m in np.flatnonzero(groups == g):
+                        if d2sigma[k][m] is not None:
+                            D2 += Wphi[k, m] * d2sigma[k][m]
+                inner -= 0.25 * np.einsum("ab,abpq->pq", D2, Y[g])
+        return 0.5 * (inner + inner.T)
 
     def QR_lists(self, nat, d2sigma):
         """Kenward-Roger Q_kl = X'V^-1 S_k V^-1 S_l V^-1 X and R_kl = X'V^-1 S_kl V^-1 X."""

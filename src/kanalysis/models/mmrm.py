@@ -126,8 +126,9 @@ class MMRMResult(FixedEffectsResult):
         P = engine.P_list(nat)
         PhiA = None
         if df_method == "kenward-roger":
-            Q, R = engine.QR_lists(nat, d2)
-            PhiA = inference.kenward_roger_adjusted(st["C"], P, Q, R, W)
+            inner = engine.kr_inner(nat, W, d2)
+            PhiA = st["C"] + 2.0 * st["C"] @ inner @ st["C"]
+            PhiA = 0.5 * (PhiA + PhiA.T)
         self._init_inference(st["beta"], st["C"], P, W, PhiA)
         names = []
         for gl, s in zip(group_levels, structures, strict=True):
