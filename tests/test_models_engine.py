@@ -14,7 +14,7 @@ import pytest
 
 import kanalysis as ka
 from kanalysis.errors import ConfigurationError, ConvergenceWarning, DataValidationError
-from kanalysis.models import _engine, covariance, log_time, piecewise
+from kanalysis.models import _engine, covariance, log_time, lrt, piecewise
 
 
 def simulate_trajectories(n_subjects, seed=0, days=(0, 1, 3, 7, 14, 21, 28, 42), dropout=0.2,
@@ -506,3 +506,17 @@ def test_kenward_roger_fast_inner_equals_explicit_sum(name):
     explicit = inference.kenward_roger_adjusted(C, P, Q, R, Wphi)
     fast = C + 2 * C @ eng.kr_inner(nat, Wphi, d2) @ C
     np.testing.assert_allclose(fast, explicit, rtol=1e-8, atol=1e-12 * np.abs(explicit).max())
+
+
+def test_lrt_of_nested_covariance_structures(traj):
+    cs = ka.mmrm(traj, "score ~ C(visit) * arm", subject="subject_id", visit="visit",
+                 covariance="cs")
+    us = ka.mmrm(traj, "score ~ C(visit) * arm", subject="subject_id", visit="visit",
+                 covariance="us")
+    test = lrt(cs, us)
+    t = 8
+    assert test["df"].iloc[0] == t * (t + 1) // 2 - 2
+    assert test["statistic"].iloc[0] == pytest.approx(2 * (us.llf - cs.llf))
+    assert us.llf >= cs.llf
+    with pytest.raises(ConfigurationError):
+        lrt(us, cs)
