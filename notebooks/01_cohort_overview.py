@@ -163,6 +163,18 @@ report.record(max_infusions=int(cohort.infusions["infusion_number"].max()))
 display(infusion_schedule)
 
 # %% [markdown]
+# The schedule at a glance: median study day of each visit (circles) and infusion (triangles).
+
+# %%
+import matplotlib.pyplot as plt
+
+from kanalysis.plots.trajectories import schedule_plot
+
+ax = schedule_plot(assessment_schedule, infusion_schedule)
+report.save_figure(ax.figure, "schedule")
+plt.show()
+
+# %% [markdown]
 # ## Key numbers
 #
 # Written to this notebook's section of `results.json`.

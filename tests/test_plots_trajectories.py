@@ -96,3 +96,21 @@ def test_trajectory_data_on_bundled_cohort(cohort_single):
     np.testing.assert_allclose(d["log_time"], np.log1p(np.clip(d["day"] * 24, 0, None)))
     with pytest.raises(DataValidationError, match="HAMD"):
         tr.trajectory_data(cohort_single, "HAMD")
+
+
+def test_schedule_plot_rows_and_markers():
+    visits = pd.DataFrame(
+        {
+            "group": ["k", "k", "m", "m"],
+            "visit": ["baseline", "day1"] * 2,
+            "median_day": [0.0, 1.0, 0.0, 1.0],
+        }
+    )
+    infusions = pd.DataFrame({"group": ["k", "m"], "median_day": [0.0, 0.0]})
+    ax = tr.schedule_plot(visits, infusions)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["m", "k"]
+    assert len(ax.collections) == 4  # assessments and infusions of two arms
+    assert ax.get_xscale() == "symlog"
+    assert [t.get_text() for t in ax.texts] == ["baseline", "day1"]
+    long_visits = visits.assign(median_day=[0.0, 90.0, 0.0, 90.0])
+    assert tr.schedule_plot(long_visits).get_xscale() == "linear"

@@ -17,7 +17,7 @@ from scipy import stats
 from kanalysis.errors import ConfigurationError, DataValidationError
 from kanalysis.plots.style import arm_colors, figure, style_context
 
-__all__ = ["lsmeans_plot", "spaghetti", "trajectory_data", "visit_summary"]
+__all__ = ["lsmeans_plot", "schedule_plot", "spaghetti", "trajectory_data", "visit_summary"]
 
 
 def _require(data: pd.DataFrame, columns: Sequence[str | None], what: str) -> None:
@@ -321,4 +321,96 @@ def lsmeans_plot(
         ax.set_ylabel(ylabel)
         if group is not None:
             ax.legend(loc="best")
+    return ax
+
+
+def schedule_plot(
+    assessments: pd.DataFrame,
+    infusions: pd.DataFrame | None = None,
+    *,
+    group: str = "group",
+    day: str = "median_day",
+    label: str = "visit",
+    colors: Mapping[Any, str] | None = None,
+    xscale: str = "auto",
+    max_labels: int = 12,
+    ax=None,
+):
+    """Study schedule by arm: assessment visits (circles) and infusions (triangles beneath).
+
+    Parameters
+    ----------
+    assessments : DataFrame
+        :func:`kanalysis.tables.assessment_schedule` (one row per visit and arm).
+    infusions : DataFrame, optional
+        :func:`kanalysis.tables.infusion_schedule` (one row per infusion number and arm).
+    group, day, label : str
+        Column names.
+    xscale : {"auto", "symlog", "linear"}
+        ``"symlog"`` spreads the first hours; ``"auto"`` uses it when follow-up ends within a
+        month, a linear axis otherwise.
+    max_labels : int
+        Visit labels are written above the top arm when there are at most this many visits.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    _require(assessments, [group, day, label], "schedule_plot")
+    if xscale not in ("auto", "symlog", "linear"):
+        raise ConfigurationError(f"`xscale` must be 'auto', 'symlog' or 'linear', not {xscale!r}.")
+    groups = sorted(assessments[group].dropna().unique(), key=str)
+    colors = dict(colors) if colors is not None else arm_colors(groups)
+    top = float(np.nanmax(assessments[day])) if len(assessments) else 1.0
+    if xscale == "auto":
+        xscale = "symlog" if top <= 31 else "linear"
+    with style_context():
+        ax = _axes(ax, aspect=0.3 + 0.12 * len(groups))
+        for k, g in enumerate(groups):
+            y = float(len(groups) - 1 - k)
+            visits = assessments[assessments[group] == g]
+            ax.scatter(
+                visits[day],
+                np.full(len(visits), y),
+                s=12,
+                color=colors.get(g, "C0"),
+                zorder=3,
+                label="assessment" if k == 0 else None,
+            )
+            if k == 0 and visits[label].nunique() <= max_labels:
+                for x_value, text in zip(visits[day], visits[label], strict=True):
+                    ax.annotate(
+                        str(text),
+                        (x_value, y),
+                        xytext=(0, 5),
+                        textcoords="offset points",
+                        rotation=60,
+                        fontsize="x-small",
+                        ha="left",
+                        va="bottom",
+                    )
+            if infusions is not None and group in infusions.columns:
+                inf = infusions[infusions[group] == g].drop_duplicates(day)
+                ax.scatter(
+                    inf[day],
+                    np.full(len(inf), y - 0.25),
+                    marker="^",
+                    s=12,
+                    color="0.35",
+                    zorder=3,
+                    label="infusion" if k == 0 else None,
+                )
+        ax.set_yticks(range(len(groups)))
+        ax.set_yticklabels([str(g) for g in reversed(groups)])
+        ax.set_ylim(-0.6, len(groups) - 0.4 + 0.9)
+        if xscale == "symlog":
+            ax.set_xscale("symlog", linthresh=1.0)
+            ticks = [t for t in (0, 1, 3, 7, 14, 28) if t <= top * 1.05]
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([str(t) for t in ticks])
+            ax.minorticks_off()
+        ax.set_xlabel("Study day")
+        ax.spines["left"].set_visible(False)
+        ax.tick_params(axis="y", length=0)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, frameon=False)
     return ax
