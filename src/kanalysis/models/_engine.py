@@ -127,10 +127,6 @@ class LMMEngine:
         L[self.tril] = theta
         return L
 
-    def theta_lower_bounds(self):
-        return [0.0 if r == c else None for r, c in zip(*self.tril, strict=True)]
-
-    # --- core computation ---------------------------------------------------------------------
     def _core(self, Psi):
         q = self.q
         K = np.eye(q) + Psi @ self.ZtZ  # I + Psi Z'Z  (G, q, q)
@@ -682,7 +678,7 @@ class MMRMEngine:
         Gg = self._G_by_group(core, C, beta)
         return np.array([float(np.sum(d * Gg[g])) for g, d in self.dsigma_nat(nat)])
 
-    def deviance_and_grad_opt(self, opt, h=1e-6):
+    def deviance_and_grad_opt(self, opt):
         nat = self.opt_to_nat(opt)
         core = self._core(self.sigmas_nat(nat))
         if core is None:
@@ -868,7 +864,8 @@ class MMRMEngine:
         return 0.5 * (inner + inner.T)
 
     def QR_lists(self, nat, d2sigma):
-        """Kenward-Roger Q_kl = X'V^-1 S_k V^-1 S_l V^-1 X and R_kl = X'V^-1 S_kl V^-1 X."""
+        """Kenward-Roger Q_kl = X'V^-1 S_k V^-1 S_l V^-1 X and R_kl = X'V^-1 S_kl V^-1 X, all K^2
+        of them: the explicit (slow) form, kept as the reference that tests kr_inner against."""
         core = self._core(self.sigmas_nat(nat))
         W = core["W"]
         p = self.p
