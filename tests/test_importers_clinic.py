@@ -456,6 +456,18 @@ def test_wide_export_with_one_column_per_scale(tmp_path):
         load_mapping(_write_mapping(tmp_path, both))
 
 
+def test_unusual_but_legal_values_are_warnings(tmp_path):
+    _basic_files(tmp_path, infusions="id,start,dose\nA1,2024-03-01 09:00,5\nB2,2024-03-02 10:00,0.5\n")
+    result = import_clinic(_write_mapping(tmp_path, BASIC))
+    assert result.ok  # warnings do not stop the import
+    warn = result.report.warnings
+    row = warn[warn["rule"].str.contains("unusual IV ketamine dose")]
+    assert row[["table", "column", "rows", "values"]].values.tolist() == [["infusions", "dose", "0", "5"]]
+    md = result.to_markdown()
+    assert "unusual IV ketamine dose" in md.split("## Warnings")[1].split("## Files")[0]
+    assert "unusual IV ketamine dose" not in md.split("## Errors")[1].split("## Warnings")[0]
+
+
 def test_html_report_escapes_text(tmp_path):
     _basic_files(tmp_path, people="id,age,sex,fails,<b>x</b>\nA1,40,F,2,1\nB2,51,M,3,2\n")
     result = import_clinic(_write_mapping(tmp_path, BASIC))

@@ -200,6 +200,7 @@ def finish_import(
         for p in model.problems.itertuples(index=False):
             # Data-model rows are positions in the imported table, not in the input file.
             report.add(p.table, p.column, p.rows if p.rows else None, p.rule, p.values, p.severity)
+        _plausibility_warnings(cohort.tables, report)
         # Last line of defence: no imported table may still hold an identifier-like column, and
         # the free-text-capable model columns must not hold identifier-like values.
         for name, table in cohort.tables.items():
@@ -212,6 +213,43 @@ def finish_import(
             for f in leftover.itertuples(index=False):
                 report.add(name, f.column, None, f"column still looks like an identifier: {f.reason}")
     return ImportResult(cohort, report, log, extra_tables or {}, id_key)
+
+
+def _plausibility_warnings(tables: dict[str, pd.DataFrame], report: ValidationReport) -> None:
+    """Legal but unusual values, worth a second look in real data (warnings, not errors).
+
+    Usual ranges: IV ketamine 0.1-1.5 mg/kg over 15-120 minutes (0.5 mg/kg over 40 minutes in most
+    trials); intranasal esketamine 28, 56 or 84 mg (Daly et al. 2019, SUSTAIN-1).
+    """
+    inf = tables.get("infusions")
+    if inf is not None and {"drug", "dose", "dose_unit", "duration_min"} <= set(inf.columns):
+        dose = pd.to_numeric(inf["dose"], errors="coerce")
+        minutes = pd.to_numeric(inf["duration_min"], errors="coerce")
+        ket = (inf["drug"] == "ketamine_iv") & (inf["dose_unit"] == "mg/kg")
+        odd = ket & ((dose < 0.1) | (dose > 1.5))
+        if odd.any():
+            report.add("infusions", "dose", np.flatnonzero(odd.to_numpy()),
+                       "unusual IV ketamine dose (usual 0.1-1.5 mg/kg): check the unit",
+                       dose[odd].unique().tolist(), severity=WARNING)
+        esk = (inf["drug"] == "esketamine_in") & (inf["dose_unit"] == "mg")
+        odd = esk & ~dose.isin([28.0, 56.0, 84.0])
+        if odd.any():
+            report.add("infusions", "dose", np.flatnonzero(odd.to_numpy()),
+                       "unusual intranasal esketamine dose (usual 28, 56 or 84 mg)",
+                       dose[odd].unique().tolist(), severity=WARNING)
+        iv = inf["drug"].astype(str).str.endswith("_iv")
+        odd = iv & ((minutes < 15) | (minutes > 120))
+        if odd.any():
+            report.add("infusions", "duration_min", np.flatnonzero(odd.to_numpy()),
+                       "unusual infusion duration (usual 15-120 minutes)",
+                       minutes[odd].unique().tolist(), severity=WARNING)
+    subjects = tables.get("subjects")
+    if subjects is not None and "age" in subjects.columns:
+        old = pd.to_numeric(subjects["age"], errors="coerce") > 90
+        if old.any():
+            report.add("subjects", "age", np.flatnonzero(old.to_numpy()),
+                       "age above 90: check the value (and that ages above 89 are allowed to be "
+                       "shared under your data agreement)", severity=WARNING)
 
 
 _SCREENED_TEXT = {"arm", "site", "dropout_reason", "visit", "drug", "term", "event", "scale"}
