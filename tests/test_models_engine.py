@@ -520,3 +520,15 @@ def test_lrt_of_nested_covariance_structures(traj):
     assert us.llf >= cs.llf
     with pytest.raises(ConfigurationError):
         lrt(us, cs)
+
+
+def test_stateful_transforms_in_formulas(traj):
+    """center(day) reparameterises the same model: same predictions, LS-means and llf."""
+    a = ka.lmm(traj, "score ~ day * arm", groups="subject_id", re_formula="~ 1 + day")
+    b = ka.lmm(traj, "score ~ center(day) * arm", groups="subject_id", re_formula="~ 1 + day")
+    assert b.llf == pytest.approx(a.llf, abs=1e-6)
+    new = pd.DataFrame({"day": [0.0, 10.0], "arm": [1.0, 0.0]})
+    np.testing.assert_allclose(b.predict(new)["predicted"], a.predict(new)["predicted"],
+                               rtol=1e-8)
+    np.testing.assert_allclose(b.lsmeans("arm")["estimate"], a.lsmeans("arm")["estimate"],
+                               rtol=1e-8)

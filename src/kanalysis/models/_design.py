@@ -39,11 +39,19 @@ class Design:
     dropped_columns: list[str] = field(default_factory=list)
 
 
-def _required_variables(formula: str) -> set[str]:
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _required_variables(formula: str, columns=()) -> set[str]:
+    """Data columns a formula uses. formulaic's ``required_variables`` misses the arguments of
+    stateful transforms such as ``center(day)``, so identifiers that name a column are added."""
     try:
-        return set(Formula(formula).required_variables)
+        found = set(Formula(formula).required_variables)
     except Exception as exc:  # formulaic raises several parser error types
         raise ConfigurationError(f"could not parse the formula {formula!r}: {exc}") from exc
+    cols = set(map(str, columns))
+    found |= {tok for tok in _IDENTIFIER.findall(formula) if tok in cols}
+    return found
 
 
 def _check_columns(data: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -82,7 +90,7 @@ def build_design(
     response = formula.split("~", 1)[0].strip()
     if not response:
         raise ConfigurationError(f"{what}: the formula {formula!r} has no outcome on the left")
-    variables = sorted(_required_variables(formula))
+    variables = sorted(_required_variables(formula, data.columns))
     extra_columns = [c for c in (extra_columns or []) if c is not None]
     _check_columns(data, [subject], f"{what} (subject/groups column)")
     _check_columns(data, variables, f"{what} (formula {formula!r})")

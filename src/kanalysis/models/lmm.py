@@ -21,7 +21,7 @@ from scipy import stats
 
 from kanalysis.errors import ConfigurationError, ConvergenceWarning, StatisticalWarning
 from kanalysis.models import inference
-from kanalysis.models._design import Design, build_design, design_rows
+from kanalysis.models._design import Design, _required_variables, build_design, design_rows
 from kanalysis.models._engine import LMMEngine, LMMPatternEngine, group_sums
 from kanalysis.models._results import (
     FixedEffectsResult,
@@ -253,9 +253,11 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
     """
     if not isinstance(re_formula, str) or not re_formula.strip().startswith("~"):
         raise ConfigurationError(f"lmm: re_formula must look like '~ 1 + day', got {re_formula!r}")
+    if not isinstance(data, pd.DataFrame):
+        raise ConfigurationError(f"lmm: data must be a pandas DataFrame, got {type(data)!r}")
     try:
-        re_vars = sorted(Formula(re_formula).required_variables)
-    except Exception as exc:
+        re_vars = sorted(_required_variables(re_formula, data.columns))
+    except ConfigurationError as exc:
         raise ConfigurationError(f"lmm: could not parse re_formula {re_formula!r}: {exc}") from exc
     design = build_design(data, formula, groups, extra_columns=re_vars, what="lmm")
     try:
