@@ -243,8 +243,12 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
     -----
     ``llf`` follows lme4's ``logLik`` (REML criterion including :math:`\log|X'V^{-1}X|`, the
     same as SAS PROC MIXED's -2 Res Log Likelihood). Degrees of freedom are Satterthwaite's, as
-    in lmerTest, computed from the Hessian of the deviance in (G, sigma^2). Rows with a missing
-    outcome or covariate are dropped (``n_dropped``).
+    in lmerTest, computed from the Hessian of the deviance in lmerTest's parameters
+    (:math:`\theta, \sigma`). Subjects sharing the same observed times share their Woodbury
+    blocks, so with a visit schedule each evaluation costs the same for 1,000 or 100,000
+    subjects. Rows with a missing outcome or covariate are dropped (``n_dropped``); a fit on the
+    boundary (a random-effect variance at zero, a correlation at +-1) or a failed optimisation
+    raises a ``ConvergenceWarning`` that says what to try.
 
     References
     ----------
