@@ -63,10 +63,10 @@ out <- list(
   emmeans_note = EMM_NOTE,
   reference_caveats = paste(
     "ketamine_logtime_reml and ketamine_logtime_ml are boundary fits (lme4: singular; the random",
-    "intercept-slope correlation is ~0.9999). Estimates, SEs, covariance and llf are well defined,",
-    "but lmerTest's Satterthwaite df there come from a numerical Hessian taken at the boundary of",
-    "the theta space and are not a usable reference (they differ by up to 5x from an interior",
-    "Hessian); the CIs built from them inherit this."),
+    "intercept-slope correlation is ~0.9999). Estimates, SEs, covariance and llf are well defined.",
+    "lmerTest's Satterthwaite df there come from a numerical Hessian taken at the edge of the",
+    "theta space: a convention rather than a well-defined quantity (a Hessian taken in an interior",
+    "parametrisation gave df up to 5x smaller for the time terms); the CIs inherit this."),
   ar1_note = "ar1/csh use visit positions 1..6 (equally spaced in the index, not in time), as corAR1(form = ~ as.integer(visit) | subject).",
   fits = fits,
   session = session_info())
