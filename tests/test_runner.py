@@ -269,3 +269,25 @@ def test_cohort_option_sets_every_cohort_parameter(tiny_dir, tmp_path, repo_root
     assert params["other_cohort_path"] == params["cohort_path"]
     manifest = json.loads(result.manifest_path.read_text())
     assert not any("clinic" in k for k in manifest["inputs"])
+
+
+def test_dead_kernel_fails_the_run_cleanly(tmp_path, repo_root):
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    (folder / "01_dies.py").write_text(
+        '# %% tags=["parameters"]\nx: int = 1  # unused\n\n# %%\nimport os\n\nos._exit(1)\n'
+    )
+    with pytest.raises(runner.NotebookExecutionError, match="01_dies.*kernel failure") as info:
+        runner.run_notebooks(
+            None,
+            notebook_dir=folder,
+            out=tmp_path,
+            run_id="dead",
+            progress=False,
+            cwd=repo_root,
+            html=False,
+        )
+    assert info.value.ename == "DeadKernelError"
+    manifest = json.loads((tmp_path / "dead" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert not list((tmp_path / "dead" / "notebooks").glob(".*partial*"))

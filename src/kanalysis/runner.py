@@ -139,8 +139,9 @@ class NotebookExecutionError(KanalysisError, RuntimeError):
         self.output_path = output_path
         first_line = next((ln for ln in source.splitlines() if ln.strip()), "")
         where = f" ({first_line.strip()[:60]!r})" if first_line else ""
+        cell = f"in cell {cell_index}" if cell_index >= 0 else "(kernel failure)"
         super().__init__(
-            f"Notebook {notebook!r} failed in cell {cell_index}{where}: {ename}: {evalue}\n"
+            f"Notebook {notebook!r} failed {cell}{where}: {ename}: {evalue}\n"
             f"The partially executed notebook is at {output_path}."
         )
 
@@ -864,7 +865,7 @@ def run_notebooks(
         for name in sorted(known):
             if name.endswith("cohort_path") and name not in (parameters or {}):
                 params[name] = params["cohort_path"]
-    unknown = sorted(set(params) - known)
+    unknown = sorted(set(params) - known - {"output_dir"})  # output_dir is the runner's own
     if unknown:
         raise ConfigurationError(
             f"Unknown notebook parameter(s) {unknown}; the notebooks declare {sorted(known)}."
@@ -934,6 +935,12 @@ def run_notebooks(
             failure = NotebookExecutionError(
                 name, exc.cell_index, exc.ename, exc.evalue, final, source=exc.source or ""
             )
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            # The kernel died (nbclient DeadKernelError), a cell timed out (CellTimeoutError) or
+            # the kernel could not start: no cell raised, so the running cell is not known.
+            record["status"] = "failed"
+            record["error"] = {"cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)}
+            failure = NotebookExecutionError(name, -1, type(exc).__name__, str(exc), final)
         finally:
             if partial.exists():
                 os.replace(partial, final)
