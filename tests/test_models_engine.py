@@ -532,3 +532,27 @@ def test_stateful_transforms_in_formulas(traj):
                                rtol=1e-8)
     np.testing.assert_allclose(b.lsmeans("arm")["estimate"], a.lsmeans("arm")["estimate"],
                                rtol=1e-8)
+
+
+def test_non_convergence_warns_with_advice(traj, monkeypatch):
+    from types import SimpleNamespace
+
+    from kanalysis.models import _results
+
+    monkeypatch.setattr(_results, "_newton", lambda fg, x, f, g, lo, **kw: (x, f, g, False))
+    monkeypatch.setattr(_results.optimize, "minimize",
+                        lambda fg, x, **kw: SimpleNamespace(x=x, message="iteration limit"))
+    with pytest.warns(ConvergenceWarning, match="did not converge.*simpler covariance"):
+        res = ka.mmrm(traj, "score ~ C(visit) * arm", subject="subject_id", visit="visit")
+    assert not res.converged
+    with pytest.warns(ConvergenceWarning, match="did not converge.*rescaling time"):
+        res = ka.lmm(traj, "score ~ day", groups="subject_id", re_formula="~ 1 + day")
+    assert not res.converged
+
+
+def test_non_finite_likelihood_raises_convergence_error():
+    from kanalysis.errors import ConvergenceError
+    from kanalysis.models._results import minimise
+
+    with pytest.raises(ConvergenceError, match="non-finite"):
+        minimise(lambda x: (np.nan, np.array([np.nan])), np.array([0.0]), what="test")
