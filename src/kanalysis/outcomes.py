@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from kanalysis.errors import ConfigurationError, DataValidationError
+from kanalysis.intervals import newcombe_difference, wilson_interval
 from kanalysis.scales import Scale, get_scale
 
 __all__ = [
@@ -264,39 +265,30 @@ def sustained_response(
 
 
 def wilson_ci(successes, n, conf_level: float = 0.95):
-    """Wilson score interval for a proportion (R ``prop.test(x, n, correct = FALSE)``).
+    """Wilson score interval for proportions (R ``prop.test(x, n, correct = FALSE)``).
 
-    .. math:: \\frac{\\hat p + z^2/2n \\pm z\\sqrt{\\hat p(1-\\hat p)/n + z^2/4n^2}}{1 + z^2/n}
-
-    Returns (lower, upper) as arrays (NaN where n = 0). Wilson EB (1927) J Am Stat Assoc 22:209.
+    Vectorised :func:`kanalysis.intervals.wilson_interval` that gives NaN where ``n = 0`` (a visit
+    nobody attended) instead of raising. Returns (lower, upper) as arrays.
     """
     x = np.asarray(successes, dtype=float)
     n = np.asarray(n, dtype=float)
-    z = stats.norm.ppf(1 - (1 - conf_level) / 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = x / n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    lower = np.where(n > 0, np.clip(centre - half, 0, 1), np.nan)
-    upper = np.where(n > 0, np.clip(centre + half, 0, 1), np.nan)
+    lower = np.full(np.broadcast(x, n).shape, np.nan)
+    upper = lower.copy()
+    ok = np.broadcast_to(n > 0, lower.shape)
+    if ok.any():
+        xs, ns = np.broadcast_to(x, lower.shape)[ok], np.broadcast_to(n, lower.shape)[ok]
+        lower[ok], upper[ok] = wilson_interval(xs, ns, conf_level)
     return lower, upper
 
 
 def newcombe_ci(x1, n1, x0, n0, conf_level: float = 0.95) -> tuple[float, float, float]:
     """Difference p1 - p0 with Newcombe's hybrid score interval (method 10).
 
-    .. math:: (\\hat\\delta - \\sqrt{(\\hat p_1 - l_1)^2 + (u_0 - \\hat p_0)^2},\\;
-               \\hat\\delta + \\sqrt{(u_1 - \\hat p_1)^2 + (\\hat p_0 - l_0)^2})
-
-    with (l, u) the Wilson limits of each proportion. Newcombe RG (1998) Stat Med 17:873-890.
+    See :func:`kanalysis.intervals.newcombe_difference`; Newcombe RG (1998) Stat Med 17:873-890.
     """
     if min(n1, n0) <= 0:
         raise DataValidationError("Both groups need at least one subject for a risk difference.")
-    p1, p0 = x1 / n1, x0 / n0
-    (l1, l0), (u1, u0) = wilson_ci([x1, x0], [n1, n0], conf_level)
-    d = p1 - p0
-    return d, d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2
-                                                                             + (p0 - l0) ** 2)
+    return newcombe_difference(x1, n1, x0, n0, conf_level)
 
 
 def _binary_frame(status, outcome, missing):
