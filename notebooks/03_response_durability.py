@@ -110,9 +110,6 @@ fig, axes = figure("double", aspect=0.35, nrows=1, ncols=2)
 for ax, outcome in zip(axes, ("response", "remission"), strict=True):
     # In strict mode the suppressed rates are missing and not drawn.
     plotted = rates[outcome].copy()
-    # Wilson bounds of 0/n can come out a rounding error above 0; error bars need lower <= rate.
-    plotted["lower"] = plotted[["lower", "rate"]].min(axis=1)
-    plotted["upper"] = plotted[["upper", "rate"]].max(axis=1)
     if report.strict:
         hidden = tables.suppress_proportions(
             plotted, "responders", "n", privacy="strict", min_cell_count=params.min_cell_count
