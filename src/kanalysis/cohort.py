@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from kanalysis._io import replace_folder
 from kanalysis.errors import ConfigurationError, DataValidationError
 
 __all__ = ["Cohort", "load_cohort", "REQUIRED_TABLES", "OPTIONAL_TABLES", "SCHEMA_VERSION"]
@@ -150,15 +151,7 @@ class Cohort:
             _write_json(tmp / "metadata.json", meta)
             if self.truth is not None:
                 _write_json(tmp / "truth.json", self.truth)
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                if old.exists():
-                    shutil.rmtree(old)
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, target)
+            replace_folder(tmp, target)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kanalysis._io import replace_folder
 from kanalysis.errors import DataValidationError
 from kanalysis.privacy import DEFAULT_MIN_CELL_COUNT, detect_identifiers
 from kanalysis.validation import ValidationReport, validate_cohort
@@ -150,15 +151,7 @@ class ImportResult:
             for name, table in self.extra_tables.items():
                 table.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n", float_format="%.10g")
             (folder / report_name).write_text(self.to_markdown(), encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                if old.exists():
-                    shutil.rmtree(old)
-                os.replace(target, old)
-                os.replace(folder, target)
-                shutil.rmtree(old)
-            else:
-                os.replace(folder, target)
+            replace_folder(folder, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 from cycler import cycler
 
+from kanalysis._io import atomic_open
 from kanalysis.errors import ConfigurationError
 
 __all__ = [
@@ -367,18 +367,7 @@ def save_figure(
                     f"Figure format {fmt!r} is not supported; use one of {sorted(supported)}."
                 )
             target = stem.parent / f"{stem.name}.{fmt}"
-            fd, tmp_name = tempfile.mkstemp(
-                prefix=f".{stem.name}.", suffix=f".{fmt}.tmp", dir=stem.parent
-            )
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    fig.savefig(
-                        handle, format=fmt, dpi=dpi, metadata=_metadata_for(fmt), **savefig_kw
-                    )
-                os.replace(tmp_name, target)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp_name)
-                raise
+            with atomic_open(target) as handle:
+                fig.savefig(handle, format=fmt, dpi=dpi, metadata=_metadata_for(fmt), **savefig_kw)
             written.append(target)
     return written
