@@ -126,6 +126,10 @@ def test_serial_relapse_median_close_to_truth():
     truth = cohort.truth["relapse_median_days"]
     # Weekly visits detect relapse up to a week late (plus a two-day decline).
     assert truth <= median <= truth + 9, (median, truth)
+    # The latent (continuous-time) relapse days have the configured median.
+    latent = np.array([np.nan if d is None else d for d in cohort.truth["latent"]["relapse_day"]])
+    assert abs(np.nanmedian(latent - 11.0) - truth) < 2.0
+    assert np.isnan(latent[~np.array(cohort.truth["latent"]["responder"])]).all()
 
 
 def test_maintenance_lengthens_time_to_relapse():

@@ -176,6 +176,8 @@ def generate(
         "sbp_rise_mean": 12.0, "cadss_peak_mean": 8.0, "cadss_attenuation": 0.7,
         "ae_rates_per_infusion": {k: v[0] for k, v in _AE_RATES.items()},
         "generator_version": 1,
+        # Per-subject latent values, for checking derivations and estimators against the truth.
+        "latent": gen.latent_table(),
     }
     return cohort
 
@@ -254,10 +256,27 @@ class _Generator:
         scale = self.median / np.log(2) ** (1 / k)
         return scale * self.rng.weibull(k, size)
 
+    def latent_table(self) -> dict[str, list]:
+        """Per-subject latent values as JSON-ready columns (None where not applicable).
+
+        ``relapse_day``: study day of the (first) relapse in continuous time, for subjects who
+        responded by the end of the infusion course (after one infusion for ``single``); it may
+        lie beyond follow-up or after dropout, where the recorded data censor it.
+        """
+        def column(values, digits):
+            return [None if not np.isfinite(v) else round(float(v), digits) for v in values]
+
+        return {
+            "subject_id": self.ids.tolist(),
+            "responder": [bool(v) for v in self._lat["responder"]],
+            "response_fraction": column(self._lat["frac"], 4),
+            "relapse_day": column(self._relapse_day, 3),
+        }
+
     # ---- schedule ---------------------------------------------------------------------------
     def run(self, include_vitals: bool, include_ae: bool) -> Cohort:
         subj = self.subjects()
-        lat = self.latent(subj)
+        lat = self._lat = self.latent(subj)
         builder = {"single": self._single, "serial": self._serial,
                    "maintenance": self._maintenance, "clinic": self._clinic}[self.design]
         visits, infusions, subj, clinical = builder(subj, lat)
@@ -282,6 +301,7 @@ class _Generator:
         # Fraction of the 24-h effect reached by each visit: 40 min and 4 h partial.
         onset = np.array([0.0, 0.45, 0.95, 1.0, 1.0, 1.0, 1.0])
         durability = self.relapse_after(self.n)
+        self._relapse_day = np.where(lat["responder"], durability, np.nan)
         visits = []
         for j, (d, lab) in enumerate(zip(days, labels, strict=True)):
             effect = onset[j] * _loss_curve(d, 0.0 + durability, lat["responder"])
@@ -308,6 +328,7 @@ class _Generator:
         inf_days, visits, a6 = self._induction(lat)
         resp_end = lat["responder"] & (lat["frac"] * a6 >= 0.5)
         relapse = 11.0 + self.relapse_after(self.n)
+        self._relapse_day = np.where(resp_end, relapse, np.nan)
         clinical = self._clinical_events(resp_end, relapse)
         for w in range(1, 13):
             d = 11.0 + 7 * w
@@ -332,6 +353,7 @@ class _Generator:
         e = self.rng.exponential(1.0, self.n)
         relapse = 14.0 + lam * (e / hr) ** (1 / k)
         relapse = np.where(resp_end, relapse, 11.0 + self.relapse_after(self.n))
+        self._relapse_day = np.where(resp_end, relapse, np.nan)
         clinical = self._clinical_events(resp_end, relapse)
         for w in range(1, 17):
             d = 14.0 + 7 * w
@@ -367,6 +389,7 @@ class _Generator:
         end_ind = inf_days[:, 5]
         resp_end = lat["responder"] & (lat["frac"] * a6 >= 0.5)
         relapse = end_ind + self.relapse_after(n)
+        self._relapse_day = np.where(resp_end, relapse, np.nan)
         # Boosters on demand: 60% of relapsing responders return within 3-10 days, which
         # restores the response for a new durability period.
         booster = resp_end & (rng.random(n) < 0.6)
