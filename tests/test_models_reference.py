@@ -386,3 +386,21 @@ def test_to_frame_and_pvalues(fit_id):
              {k: 0.01 * RTOL_SE_DF for k in ref["tvalues"]})
     # p-values: 1e-3 relative, plus 1e-10 absolute for the tiny ones.
     _compare(f"{fit_id} p_value", tab["p_value"].to_dict(), ref["pvalues"], RTOL_SE_DF, 1e-10)
+
+
+@pytest.mark.parametrize("fit_id", [k for k in LMM_IDS if "predictions" in FITS[k]])
+def test_lmm_population_predictions(fit_id):
+    """Population trajectory x'beta with SE, Satterthwaite df and CI (lmerTest::contest)."""
+    ref = FITS[fit_id]
+    res, _ = _fit(fit_id)
+    grid = pd.DataFrame(ref["predictions"]["grid"])
+    ours = res.predict(grid, level="population").reset_index(drop=True)
+    theirs = pd.DataFrame(ref["predictions"]["table"])
+    bad = []
+    for col in ("predicted", "std_error", "df", "ci_lower", "ci_upper"):
+        o = ours[col].to_numpy(dtype=float)
+        t = theirs[col].to_numpy(dtype=float)
+        tol = RTOL_LSMEANS * np.abs(t) + 0.01 * RTOL_LSMEANS * theirs["std_error"].to_numpy()
+        bad += [f"{col} row {i}: ours {o[i]!r} R {t[i]!r}" for i in np.flatnonzero(
+            np.abs(o - t) > tol)]
+    assert not bad, f"{fit_id} predictions outside rtol {RTOL_LSMEANS}:\n  " + "\n  ".join(bad)

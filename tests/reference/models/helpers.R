@@ -63,7 +63,8 @@ re_name <- function(x) ifelse(x == "(Intercept)", "Intercept", x)
 LMER_CONTROL <- lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-12, maxfun = 1e5))
 
 # One lme4/lmerTest fit -> reference record.
-lmm_record <- function(fit, id, dataset, call, r_call, factors = list(), blups = TRUE) {
+lmm_record <- function(fit, id, dataset, call, r_call, factors = list(), blups = TRUE,
+                       pred_grid = NULL) {
   s <- summary(fit)  # lmerTest: Satterthwaite df
   co <- s$coefficients
   nm <- canonical_names(rownames(co), factors)
@@ -92,6 +93,17 @@ lmm_record <- function(fit, id, dataset, call, r_call, factors = list(), blups =
                      code = opt$conv$opt,
                      messages = I(as.character(c(opt$conv$lme4$messages, unlist(opt$warnings)))))
   )
+  if (!is.null(pred_grid)) {
+    # Population-average predictions x'beta with SE, Satterthwaite df (lmerTest::contest, one
+    # row of L per grid point) and 95% CI.
+    X <- model.matrix(delete.response(terms(fit)), pred_grid)
+    ct <- as.data.frame(contest(fit, X, joint = FALSE, confint = TRUE, level = 0.95))
+    rec$predictions <- list(
+      note = "lmerTest::contest(fit, L = model.matrix(fixed terms, grid), joint = FALSE, confint = TRUE)",
+      grid = pred_grid,
+      table = data.frame(predicted = ct$Estimate, std_error = ct$`Std. Error`, df = ct$df,
+                         ci_lower = ct$lower, ci_upper = ct$upper))
+  }
   if (blups) {
     b <- ranef(fit)[[1]]
     rec$random_effects <- list(groups = rownames(b), terms = I(re_name(colnames(b))),

@@ -21,7 +21,13 @@ lmm_specs <- list(
 for (s in lmm_specs) {
   f <- as.formula(sprintf("%s + (1 + %s | subject_id)", s$fixed, s$re))
   fit <- lmer(f, data = dl, REML = s$reml, control = LMER_CONTROL)
-  fits[[length(fits) + 1]] <- lmm_record(fit, s$id, dataset,
+  # Population trajectory by arm at the scheduled times, baseline at its mean over the rows.
+  hours <- c(2 / 3, 4, 24, 72, 168, 336)
+  grid <- expand.grid(hours = hours, arm = 0:1)
+  grid$day <- grid$hours / 24
+  grid$log_time <- log1p(grid$hours)
+  grid$baseline <- mean(dl$baseline)
+  fits[[length(fits) + 1]] <- lmm_record(fit, s$id, dataset, pred_grid = grid,
     call = list(formula = s$fixed, groups = "subject_id", re_formula = paste("~ 1 +", s$re), reml = s$reml),
     r_call = sprintf("lmerTest::lmer(%s + (1 + %s | subject_id), REML = %s, control = LMER_CONTROL)",
                      s$fixed, s$re, s$reml))

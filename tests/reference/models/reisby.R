@@ -11,7 +11,7 @@ dataset <- "data/riesby.csv"
 fits <- list()
 
 f1 <- lmer(hamd ~ week + (1 + week | id), data = d, REML = TRUE, control = LMER_CONTROL)
-fits[[1]] <- lmm_record(f1, "reisby_week_reml", dataset,
+fits[[1]] <- lmm_record(f1, "reisby_week_reml", dataset, pred_grid = data.frame(week = 0:5),
   call = list(formula = "hamd ~ week", groups = "id", re_formula = "~ 1 + week", reml = TRUE),
   r_call = "lmerTest::lmer(hamd ~ week + (1 + week | id), REML = TRUE, control = LMER_CONTROL)")
 
@@ -22,6 +22,7 @@ fits[[2]] <- lmm_record(f2, "reisby_week_ml", dataset,
 
 f3 <- lmer(hamd ~ week * endog + (1 + week | id), data = d, REML = TRUE, control = LMER_CONTROL)
 fits[[3]] <- lmm_record(f3, "reisby_week_endog_reml", dataset,
+  pred_grid = expand.grid(week = 0:5, endog = 0:1),
   call = list(formula = "hamd ~ week * endog", groups = "id", re_formula = "~ 1 + week", reml = TRUE),
   r_call = "lmerTest::lmer(hamd ~ week * endog + (1 + week | id), REML = TRUE, control = LMER_CONTROL)")
 
