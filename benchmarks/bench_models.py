@@ -298,6 +298,44 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_targets(rows: list[dict]) -> list[str]:
+    """The issue-3 targets, evaluated on the rows of this run (ratios within the run)."""
+    def get(model, impl, n):
+        for r in rows:
+            if r["model"] == model and r["impl"] == impl and r["n_subjects"] == n \
+                    and "seconds" in r:
+                return r
+        return None
+
+    out = []
+
+    def line(text, ok):
+        out.append(f"  [{'met' if ok else 'NOT met'}] {text}" if ok is not None
+                   else f"  [not measured] {text}")
+
+    k, p = get("LMM", "kanalysis", 10000), get("LMM", "statsmodels", 10000)
+    line("LMM 10,000 subjects >= 50x faster than statsmodels, estimates equal to 1e-4"
+         + (f": {p['speedup']:.0f}x, max |d beta| {p['max_abs_diff_beta']:.1e}" if k and p
+            and "speedup" in p else ""),
+         (p["speedup"] >= 50 and p["max_abs_diff_beta"] <= 1e-4) if k and p and "speedup" in p
+         else None)
+    k, p = get("LMM", "kanalysis", 100000), get("LMM", "lme4", 100000)
+    line("LMM 100,000 subjects >= 5x faster than lme4"
+         + (f": {p['speedup']:.1f}x" if k and p and "speedup" in p else ""),
+         p["speedup"] >= 5 if k and p and "speedup" in p else None)
+    line("LMM 100,000 subjects peak memory < 2 GB"
+         + (f": {k['peak_rss_mb']:.0f} MB" if k else ""), k["peak_rss_mb"] < 2048 if k else None)
+    k, p = get("MMRM us", "kanalysis", 1000), get("MMRM us", "nlme_gls", 1000)
+    line("MMRM us 1,000 subjects >= 100x faster than nlme::gls"
+         + (f": {p['speedup']:.0f}x" if k and p and "speedup" in p else ""),
+         p["speedup"] >= 100 if k and p and "speedup" in p else None)
+    k, p = get("MMRM us", "kanalysis", 100000), get("LMM", "lme4", 100000)
+    line("MMRM us 100,000 subjects faster than lme4's LMM on the same data"
+         + (f": {k['seconds']:.2f} s vs {p['seconds']:.2f} s" if k and p else ""),
+         k["seconds"] < p["seconds"] if k and p else None)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1000,10000,100000",
@@ -325,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(sizes, use_r=not args.no_r, json_path=args.json, only=only,
                skip_over=args.skip_over)
     print(format_table(rows))
+    print("\nTargets (issue 3, ratios within this run):")
+    print("\n".join(check_targets(rows)))
     if args.json:
         _write_json(args.json, rows)
     return 0
