@@ -136,7 +136,7 @@ def test_rmst_and_se_match_r_print_survfit(name):
 @pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
 def test_rmst_differs_from_lifelines_variance():
     """lifelines' RMST variance is not R's; ours must be R's (checked above), so differ here."""
-    lifelines = pytest.importorskip("lifelines")
+    import lifelines
     from lifelines.utils import restricted_mean_survival_time
 
     d = DATASETS["alda_rearrest"][0]()
@@ -485,8 +485,6 @@ def test_derive_output_columns_on_bundled_maintenance_cohort():
     import kanalysis as ka
 
     path = Path(__file__).parents[1] / "data" / "synthetic" / "maintenance"
-    if not path.exists():
-        pytest.skip("bundled synthetic cohorts not present")
     t = du.derive(ka.load_cohort(path), scale="MADRS", relapse_rule="b+c")
     assert list(t.columns[:5]) == ["subject_id", "arm", "time", "event", "censor_reason"]
     assert set(t["arm"]) == {"maintenance", "no_maintenance"}

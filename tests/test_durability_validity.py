@@ -29,8 +29,7 @@ import pandas as pd
 import pytest
 
 from kanalysis import durability as du
-
-synthetic = pytest.importorskip("kanalysis.synthetic")
+from kanalysis import synthetic
 
 TRUE_HR = 0.4
 FOLLOW_UP_DAYS = 112.0  # 16 weekly visits after randomisation

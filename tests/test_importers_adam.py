@@ -290,8 +290,6 @@ def test_sas_epoch_numbers_become_dates(tmp_path, built):
 
 @pytest.mark.notebooks
 def test_adam_fixture_runs_through_the_notebooks(tmp_path, built):
-    if not any((ROOT / "notebooks").glob("*.py")):
-        pytest.skip("no notebooks in notebooks/ yet")
     folder = import_adam(built).save(tmp_path / "cohort")
     code = cli_main(["run", "--cohort", str(folder), "--privacy", "strict", "--out",
                      str(tmp_path / "out"), "--run-id", "adam", "--no-progress", "--no-html"])

@@ -478,8 +478,6 @@ def test_html_report_escapes_text(tmp_path):
 
 @pytest.mark.notebooks
 def test_clinic_fixture_runs_through_the_notebooks(tmp_path):
-    if not any((ROOT / "notebooks").glob("*.py")):
-        pytest.skip("no notebooks in notebooks/ yet")
     folder = import_clinic(FIXTURE / "mapping.toml").save(tmp_path / "cohort")
     code = cli_main(["run", "--cohort", str(folder), "--privacy", "strict", "--out",
                      str(tmp_path / "out"), "--run-id", "clinic", "--no-progress", "--no-html"])

@@ -382,17 +382,6 @@ def test_dissociation_response_errors(frozen):
 # ---------------------------------------------------------------- mixed model over infusions
 
 
-def _lmm_available() -> bool:
-    try:
-        from kanalysis.models import lmm  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_lmm = pytest.mark.skipif(not _lmm_available(), reason="kanalysis.models.lmm not available")
-
-
 def _check_lmm(res, ref, *, slope: bool):
     assert res.random_slope is slope
     fe = res.fit.fe_params
@@ -406,7 +395,6 @@ def _check_lmm(res, ref, *, slope: bool):
     assert res.fit.scale == pytest.approx(resid["vcov"], rel=1e-4)
 
 
-@needs_lmm
 def test_infusion_trend_peak_cadss_matches_lme4(frozen):
     res = safety.infusion_trend(frozen, "peak_cadss")
     _check_lmm(res, REF["lmm_peak_cadss_slope"], slope=True)
@@ -420,13 +408,11 @@ def test_infusion_trend_peak_cadss_matches_lme4(frozen):
     assert "infusion_index" in res.summary()
 
 
-@needs_lmm
 def test_infusion_trend_random_intercept_matches_lme4(frozen):
     res = safety.infusion_trend(frozen, "peak_cadss", random_slope=False)
     _check_lmm(res, REF["lmm_peak_cadss_intercept"], slope=False)
 
 
-@needs_lmm
 def test_infusion_trend_peak_sbp_matches_lme4(frozen):
     res = safety.infusion_trend(frozen, "peak_sbp_change")
     _check_lmm(res, REF["lmm_peak_sbp_slope"], slope=True)
@@ -439,7 +425,6 @@ def test_infusion_trend_bad_outcome(frozen):
         safety.infusion_trend(frozen, "peak_cadss", random_slope="yes")
 
 
-@needs_lmm
 def test_infusion_trend_drops_slope_with_few_repeated_subjects(frozen):
     # Keep three subjects with all their sessions and only the first infusion of the others.
     vitals = frozen.vitals
@@ -451,7 +436,6 @@ def test_infusion_trend_drops_slope_with_few_repeated_subjects(frozen):
         [vitals["subject_id"], vitals["infusion_number"]]).any().sum()
 
 
-@needs_lmm
 def test_infusion_trend_three_arms_with_string_dtype(cohort_maintenance):
     # load_cohort gives pandas "string" columns; arm must still enter as a factor.
     res = safety.infusion_trend(cohort_maintenance, "peak_sbp_change", random_slope=False)
@@ -478,7 +462,6 @@ def test_synthetic_cohorts_run(design, request):
     assert course["n"].sum() == cohort.vitals["sbp"].notna().sum()
 
 
-@needs_lmm
 def test_infusion_trend_first_vs_later_recovers_synthetic_attenuation(cohort_serial):
     # The generator multiplies peak CADSS by `cadss_attenuation` after the first infusion; the
     # later-infusion effect relative to the first-infusion mean should be close to it.
