@@ -45,7 +45,7 @@ figures: $(STAMP) ## regenerate the paper figures into figures/
 
 lab: $(STAMP) ## open JupyterLab with the project's kernel
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 clean: ## remove generated outputs (not the virtual environment)
 	rm -rf reports/ .pytest_cache .ruff_cache
