@@ -44,22 +44,9 @@ durability_cohort_path: str = "data/synthetic/maintenance"  # cohort of the dura
 from IPython.display import display
 
 from kanalysis.plots.style import use_style
-from kanalysis.runner import NotebookReport, validate_parameters
+from kanalysis.runner import NotebookReport, notebook_parameters
 
-params = validate_parameters(
-    cohort_path=cohort_path,
-    scale=scale,
-    response_reduction=response_reduction,
-    remission_threshold=remission_threshold,
-    relapse_rule=relapse_rule,
-    relapse_threshold=relapse_threshold,
-    alpha=alpha,
-    covariance=covariance,
-    output_dir=output_dir,
-    figure_formats=figure_formats,
-    privacy=privacy,
-    min_cell_count=min_cell_count,
-)
+params = notebook_parameters(globals())
 report = NotebookReport("05_paper_figures", params)
 cohort = report.load_cohort()
 use_style()

@@ -291,3 +291,24 @@ def test_dead_kernel_fails_the_run_cleanly(tmp_path, repo_root):
     manifest = json.loads((tmp_path / "dead" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
     assert not list((tmp_path / "dead" / "notebooks").glob(".*partial*"))
+
+
+def test_notebook_parameters_reads_the_common_parameters_from_a_namespace(tmp_path):
+    from kanalysis.errors import ConfigurationError
+    from kanalysis.runner import COMMON_PARAMETERS, notebook_parameters
+
+    namespace = {
+        "cohort_path": "data/synthetic/single", "scale": None, "response_reduction": 0.5,
+        "remission_threshold": 12, "relapse_rule": "loss_of_response", "relapse_threshold": None,
+        "alpha": 0.1, "covariance": "cs", "output_dir": str(tmp_path), "figure_formats": "png",
+        "privacy": "none", "min_cell_count": 11, "In": [], "unrelated": object(),
+    }
+    params = notebook_parameters(namespace)
+    assert (params.alpha, params.covariance, params.remission_threshold) == (0.1, "cs", 12)
+    assert set(COMMON_PARAMETERS) <= set(namespace)
+    del namespace["covariance"]
+    with pytest.raises(ConfigurationError, match="does not define covariance"):
+        notebook_parameters(namespace)
+    namespace["covariance"] = "banana"
+    with pytest.raises(ConfigurationError, match="covariance"):
+        notebook_parameters(namespace)

@@ -22,6 +22,7 @@ import ast
 import datetime as _dt
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import math
 import os
@@ -506,6 +507,35 @@ def validate_parameters(
         extra=dict(extra),
     )
 
+
+
+#: Parameters every notebook declares, in the order of :func:`validate_parameters`.
+COMMON_PARAMETERS: tuple[str, ...] = tuple(
+    name
+    for name, p in inspect.signature(validate_parameters).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and name != "check_paths"
+)
+
+
+def notebook_parameters(namespace: Mapping[str, Any]) -> NotebookParameters:
+    """Validate the common notebook parameters found in a notebook's namespace.
+
+    Every notebook declares the same common parameters in its ``parameters`` cell; it calls
+    ``notebook_parameters(globals())`` in the next cell instead of naming each one again.
+
+    Raises
+    ------
+    ConfigurationError
+        If a common parameter is not defined in ``namespace`` (a parameters cell that lost one),
+        or if any value is invalid (see :func:`validate_parameters`).
+    """
+    missing = [name for name in COMMON_PARAMETERS if name not in namespace]
+    if missing:
+        raise ConfigurationError(
+            f"The notebook's parameters cell does not define {', '.join(missing)}; every notebook "
+            f"declares the common parameters {', '.join(COMMON_PARAMETERS)}."
+        )
+    return validate_parameters(**{name: namespace[name] for name in COMMON_PARAMETERS})
 
 def _resolve_from_root(path: str | os.PathLike[str]) -> str:
     """A relative path that does not exist from the cwd but does from the repository root."""
