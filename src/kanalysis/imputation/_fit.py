@@ -96,6 +96,10 @@ class WideFitter:
         opt0 = np.concatenate([s.start(S) for s, S in zip(self.structures, S_emp, strict=True)])
         self.full = self._optimise(engine, opt0, strict=True)
         self._prepare_refits(engine)
+        H = engine.hessian_opt(self.full.opt)
+        w, V = np.linalg.eigh(0.5 * (H + H.T))
+        self._Hinv = (V / np.maximum(w, 1e-8 * max(w.max(), 1e-8))) @ V.T if w.min() > 0 \
+            else None
         return self.full
 
     def _prepare_refits(self, engine):
@@ -165,13 +169,33 @@ class WideFitter:
             raise FitFailedError(f"could not set up the fit: {exc}") from exc
         return self._optimise(engine, self.full.opt, strict=False)
 
+    def _chord(self, fun, x, tol=1e-8, max_iter=12):
+        f, g = fun(x)
+        if not np.isfinite(f):
+            return x, False
+        for _ in range(max_iter):
+            if np.max(np.abs(g)) < tol:
+                return x, True
+            step = -self._Hinv @ g
+            xn = x + step
+            fn, gn = fun(xn)
+            if not np.isfinite(fn) or fn > f + 1e-10 * abs(f):
+                return x, False
+            x, f, g = xn, fn, gn
+        return x, bool(np.max(np.abs(g)) < tol)
+
     def _optimise(self, engine, opt0, strict):
         fun = engine.deviance_and_grad_opt
         with warnings.catch_warnings():
             warnings.simplefilter("error" if not strict else "default", ConvergenceWarning)
             try:
                 converged = False
-                if not strict:  # warm start: Newton steps from the full-data optimum
+                if not strict and getattr(self, "_Hinv", None) is not None:
+                    # warm start, chord method: Newton steps with the full-data Hessian (a
+                    # resample moves the optimum little, so this contracts fast)
+                    opt, converged = self._chord(fun, np.array(opt0, dtype=float))
+                    msg = "chord Newton (warm start)"
+                if not strict and not converged:  # full Newton from the full-data optimum
                     f, g = fun(opt0)
                     lo = np.full(len(opt0), -np.inf)
                     if np.isfinite(f):

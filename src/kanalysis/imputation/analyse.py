@@ -60,10 +60,19 @@ def _control(imputed: Imputed, control):
             raise ConfigurationError(f"analyse: control {control!r} is not an arm of {arms}")
         return control
     refs = imputed.references
+    return default_control(arms, refs)
+
+
+def default_control(arms, refs):
+    """The arm the others refer to in ``references``; else the control arm by name (placebo,
+    midazolam, ...; :func:`kanalysis.plots.style.control_arm`); else the first arm."""
     targets = [r for a, r in refs.items() if r != a]
     if targets:
-        return max(set(targets), key=targets.count)
-    return arms[0]
+        return max(sorted(set(targets), key=str), key=targets.count)
+    from kanalysis.plots.style import control_arm
+
+    found = control_arm(arms)
+    return arms[0] if found is None else found
 
 
 def ancova(frame: pd.DataFrame, *, outcome: str, visit: str, group: str,

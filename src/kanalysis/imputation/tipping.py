@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from kanalysis.errors import ConfigurationError
-from kanalysis.imputation.analyse import ancova, analyse
+from kanalysis.imputation.analyse import analyse, ancova, default_control
 from kanalysis.imputation.draws import Draws
 from kanalysis.imputation.impute import impute
 from kanalysis.imputation.pool import pool
@@ -114,9 +114,7 @@ def tipping_point(draws: Draws, references: dict | None = None,
     imputed = impute(draws, references=references, update_strategy=update_strategy)
     grid = draws.grid
     if control is None:
-        refs = imputed.references
-        targets = [r for a, r in refs.items() if r != a]
-        control = max(set(targets), key=targets.count) if targets else grid.arms[0]
+        control = default_control(grid.arms, imputed.references)
     visit = grid.visit_levels[-1] if visit is None else visit
     if isinstance(deltas, Mapping):
         arm_list = list(deltas)
