@@ -214,11 +214,13 @@ def test_user_strategy(antidep):
         mi.STRATEGIES.pop("JR+3", None)
 
 
-def test_update_strategy_without_refit(jr_jackknife, antidep):
+def test_update_strategy_without_refit(antidep):
     ice = dropout_ice(antidep)
     upd = ice[["PATIENT"]].assign(strategy="CR")
-    a = mi.impute(jr_jackknife, references=REFS, update_strategy=upd)
-    b = mi.impute(mi.draws(antidep, FORMULA, **KW, ice=ice.assign(strategy="CR"),
+    m = mi.CondMean(resampling="bootstrap", n_samples=3, seed=2)
+    a = mi.impute(mi.draws(antidep, FORMULA, **KW, ice=ice, method=m, progress=False),
+                  references=REFS, update_strategy=upd)
+    b = mi.impute(mi.draws(antidep, FORMULA, **KW, ice=ice.assign(strategy="CR"), method=m,
                            progress=False), references=REFS)
     np.testing.assert_allclose(a.Y, b.Y, atol=1e-8)
 
@@ -264,7 +266,18 @@ def test_bad_input_messages(antidep):
     pd.testing.assert_frame_equal(antidep, before)
 
 
+def test_resampling_on_the_dask_executor_gives_the_same_draws(antidep):
+    m = mi.CondMean(resampling="bootstrap", n_samples=6, seed=8)
+    a = mi.draws(antidep, FORMULA, **KW, ice=dropout_ice(antidep), method=m, progress=False)
+    b = mi.draws(antidep, FORMULA, **KW, ice=dropout_ice(antidep), method=m, progress=False,
+                 scheduler="threads")
+    for sa, sb in zip(a.samples, b.samples, strict=True):
+        np.testing.assert_allclose(sa.params.beta, sb.params.beta, rtol=1e-10)
+        np.testing.assert_array_equal(sa.weights, sb.weights)
+
+
 def test_failed_refits_counted_skipped_and_limited(antidep, monkeypatch):
+    small = antidep[antidep.PATIENT.isin(sorted(antidep.PATIENT.unique())[:100])]
     from kanalysis.imputation import _fit
 
     real = _fit.WideFitter.refit
@@ -275,13 +288,13 @@ def test_failed_refits_counted_skipped_and_limited(antidep, monkeypatch):
         return real(self, subjects=subjects, weights=weights, leave_out=leave_out)
 
     monkeypatch.setattr(_fit.WideFitter, "refit", flaky)
-    with pytest.warns(ka.errors.StatisticalWarning, match="4 of 172 jackknife refits failed"):
-        dr = mi.draws(antidep, FORMULA, **KW, ice=dropout_ice(antidep), progress=False)
-    assert dr.n_failed == 4 and len(dr.samples) == 169
+    with pytest.warns(ka.errors.StatisticalWarning, match="2 of 100 jackknife refits failed"):
+        dr = mi.draws(small, FORMULA, **KW, ice=dropout_ice(small), progress=False)
+    assert dr.n_failed == 2 and len(dr.samples) == 99
     res = mi.pool(mi.analyse(mi.impute(dr, references=REFS), covariates=["BASVAL"]))
-    assert res.details["n_failed"] == 4 and "Failed refits" in res.summary()
+    assert res.details["n_failed"] == 2 and "Failed refits" in res.summary()
     with pytest.raises(mi.ImputationFailedError, match="failure_share"):
-        mi.draws(antidep, FORMULA, **KW, ice=dropout_ice(antidep), progress=False,
+        mi.draws(small, FORMULA, **KW, ice=dropout_ice(small), progress=False,
                  method=mi.CondMean(failure_share=0.01))
 
 

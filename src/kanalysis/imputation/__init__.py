@@ -20,6 +20,13 @@ from kanalysis.imputation.ice import DEFAULT_REASON_STRATEGY, ice_from_cohort, s
 from kanalysis.imputation.impute import Imputed, impute
 from kanalysis.imputation.methods import BMLMI, ApproxBayes, Bayes, CondMean
 from kanalysis.imputation.pool import PooledResult, pool
+from kanalysis.imputation.sensitivity import (
+    SensitivityResult,
+    check_count,
+    delta_grid,
+    ice_summary,
+    sensitivity_analysis,
+)
 from kanalysis.imputation.strategies import STRATEGIES, register_strategy
 from kanalysis.imputation.tipping import TippingPointResult, tipping_point
 
@@ -27,5 +34,6 @@ __all__ = [
     "BMLMI", "DEFAULT_REASON_STRATEGY", "STRATEGIES", "Analysed", "ApproxBayes", "Bayes",
     "CondMean", "Draws", "ImputationFailedError", "Imputed", "PooledResult", "TippingPointResult",
     "analyse", "ancova", "delta_template", "draws", "ice_from_cohort", "impute", "pool",
-    "register_strategy", "strategy_for_reason", "tipping_point",
+    "SensitivityResult", "check_count", "delta_grid", "ice_summary", "register_strategy",
+    "sensitivity_analysis", "strategy_for_reason", "tipping_point",
 ]

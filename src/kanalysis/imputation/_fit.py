@@ -169,20 +169,38 @@ class WideFitter:
             raise FitFailedError(f"could not set up the fit: {exc}") from exc
         return self._optimise(engine, self.full.opt, strict=False)
 
-    def _chord(self, fun, x, tol=1e-8, max_iter=12):
+    def _chord(self, fun, x, hess=None, tol=1e-8, max_iter=40, max_hessians=3):
+        """Newton steps with a frozen Hessian (first the full-data one), refreshed at the
+        current point when the gradient stops shrinking fast (Shamanskii's method)."""
         f, g = fun(x)
         if not np.isfinite(f):
             return x, False
+        Hinv, n_hess = self._Hinv, 0
+        gnorm = np.max(np.abs(g))
         for _ in range(max_iter):
-            if np.max(np.abs(g)) < tol:
+            if gnorm < tol:
                 return x, True
-            step = -self._Hinv @ g
-            xn = x + step
-            fn, gn = fun(xn)
-            if not np.isfinite(fn) or fn > f + 1e-10 * abs(f):
+            step = -Hinv @ g
+            lam, ok = 1.0, False
+            for _ in range(8):
+                xn = x + lam * step
+                fn, gn = fun(xn)
+                if np.isfinite(fn) and fn <= f + 1e-10 * abs(f):
+                    ok = True
+                    break
+                lam *= 0.5
+            if not ok:
                 return x, False
+            new_norm = np.max(np.abs(gn))
             x, f, g = xn, fn, gn
-        return x, bool(np.max(np.abs(g)) < tol)
+            if new_norm > 0.25 * gnorm and hess is not None and n_hess < max_hessians:
+                H = hess(x)
+                w, V = np.linalg.eigh(0.5 * (H + H.T))
+                if w.min() <= 0:
+                    return x, False
+                Hinv, n_hess = (V / w) @ V.T, n_hess + 1
+            gnorm = new_norm
+        return x, bool(gnorm < tol)
 
     def _optimise(self, engine, opt0, strict):
         fun = engine.deviance_and_grad_opt
@@ -193,7 +211,8 @@ class WideFitter:
                 if not strict and getattr(self, "_Hinv", None) is not None:
                     # warm start, chord method: Newton steps with the full-data Hessian (a
                     # resample moves the optimum little, so this contracts fast)
-                    opt, converged = self._chord(fun, np.array(opt0, dtype=float))
+                    opt, converged = self._chord(fun, np.array(opt0, dtype=float),
+                                                 hess=engine.hessian_opt)
                     msg = "chord Newton (warm start)"
                 if not strict and not converged:  # full Newton from the full-data optimum
                     f, g = fun(opt0)

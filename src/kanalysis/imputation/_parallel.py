@@ -15,7 +15,7 @@ def run_map(func: Callable, items: Sequence, *, workers=None, scheduler=None, pr
         map_batches = None
     if map_batches is not None:
         return list(map_batches(func, items, workers=workers, scheduler=scheduler,
-                                progress=progress, desc=desc))
+                                progress=bool(progress) and len(items) >= 200, desc=desc))
     if workers not in (None, 1) or scheduler is not None:  # pragma: no cover - old main
         raise RuntimeError("a Dask executor needs kanalysis.parallel")
     show = bool(progress) and len(items) >= 200

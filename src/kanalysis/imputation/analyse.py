@@ -69,7 +69,10 @@ def default_control(arms, refs):
     targets = [r for a, r in refs.items() if r != a]
     if targets:
         return max(sorted(set(targets), key=str), key=targets.count)
-    from kanalysis.plots.style import control_arm
+    try:  # the project's one control-arm rule
+        from kanalysis.rules import control_arm  # type: ignore[attr-defined]
+    except ImportError:
+        from kanalysis.plots.style import control_arm
 
     found = control_arm(arms)
     return arms[0] if found is None else found

@@ -60,7 +60,7 @@ def carpenter_sigma(sigma_own: np.ndarray, sigma_ref: np.ndarray, k: int) -> np.
     if np.array_equal(sigma_own, sigma_ref):
         return sigma_ref.copy()
     R, S = sigma_ref, sigma_own
-    R11, R12, R21, R22 = R[:k, :k], R[:k, k:], R[k:, :k], R[k:, k:]
+    R11, R12, R22 = R[:k, :k], R[:k, k:], R[k:, k:]
     S11 = S[:k, :k]
     A = np.linalg.solve(R11, R12).T  # R21 R11^-1
     out = np.empty_like(S)
