@@ -196,7 +196,7 @@ def draws(data: pd.DataFrame, formula: str, subject: str, visit: str, group: str
         raise ConfigurationError("draws: the Bayes method supports covariance='us' only")
     make_structure(covariance, 1)
     grid = build_grid(data, formula, subject, visit, group, visit_order=visit_order)
-    if group not in _formula_variables(formula, data.columns):
+    if len(grid.arms) > 1 and group not in _formula_variables(formula, data.columns):
         raise ConfigurationError(f"draws: the formula {formula!r} must contain the arm column "
                                  f"{group!r} (reference-based strategies switch it)")
     n, t = grid.Y.shape
