@@ -9,7 +9,7 @@ import pandas as pd
 
 from kanalysis.errors import ConfigurationError, DataValidationError
 from kanalysis.models._design import build_design, design_rows
-from kanalysis.models.mmrm import _order_by_precedence, _ordered_levels
+from kanalysis.models._visits import _order_by_precedence, _ordered_levels
 
 
 @dataclass

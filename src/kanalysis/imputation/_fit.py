@@ -15,16 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kanalysis.errors import ConvergenceError, ConvergenceWarning, KanalysisError
+from kanalysis.errors import ConvergenceError, ConvergenceWarning, FitFailedError
 from kanalysis.models._engine import MMRMEngine
 from kanalysis.models._results import _newton, minimise
 from kanalysis.models.covariance import make_structure
-
-try:  # the engine's refit API, where available
-    from kanalysis.errors import FitFailedError  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - older engines
-    class FitFailedError(KanalysisError, RuntimeError):  # type: ignore[no-redef]
-        """A (re)fit of the imputation model failed; the message says why."""
 
 
 @dataclass
@@ -240,3 +234,52 @@ class WideFitter:
             if not np.all(np.isfinite(S)) or np.linalg.eigvalsh(S)[0] <= 0:
                 raise FitFailedError("the estimated visit covariance is not positive definite")
         return Params(beta=beta, sigmas=sigmas, opt=opt, converged=bool(converged))
+
+
+class ModelFitter:
+    """The same interface on the engine's public refit API (:class:`kanalysis.models.MMRMModel`):
+    ``refit(weights=...)`` warm-started from the last optimum. Slower per refit than
+    :class:`WideFitter` (it rebuilds the pattern sums for every weight vector) but independent
+    of the engine's internals; ``draws(..., refit_engine="model")`` uses it."""
+
+    def __init__(self, frame, formula, subject, visit, group, subjects, visit_levels, fe_names,
+                 covariance="us", reml=True, same_cov=True):
+        from kanalysis.models import MMRMModel
+
+        self.model = MMRMModel(frame, formula, subject=subject, visit=visit,
+                               covariance=covariance, reml=reml,
+                               group=None if same_cov else group, visit_order=visit_levels)
+        self.order = pd_index(self.model.subjects).get_indexer(subjects)
+        if (self.order < 0).any():
+            raise FitFailedError("the model lost subjects (missing covariates)")
+        self.n = len(subjects)
+        self.fe_names = list(fe_names)
+        self.visit_levels = list(visit_levels)
+        self.same_cov = same_cov
+        self.full = None
+
+    def _params(self, res) -> Params:
+        beta = res.fe_params.reindex(self.fe_names).to_numpy(dtype=float)
+        covs = [res.cov] if self.same_cov else list(res.cov.values())
+        sig = np.array([c.reindex(index=self.visit_levels, columns=self.visit_levels)
+                        .to_numpy(dtype=float) for c in covs])
+        return Params(beta=beta, sigmas=sig, converged=bool(res.converged))
+
+    def fit(self) -> Params:
+        self.full = self._params(self.model.fit())
+        return self.full
+
+    def refit(self, subjects=None, weights=None, leave_out=None) -> Params:
+        w = np.ones(self.n) if weights is None else np.asarray(weights, dtype=float)
+        if leave_out is not None:
+            w = w.copy()
+            w[leave_out] = 0.0
+        wm = np.zeros(len(self.model.subjects))
+        wm[self.order] = w
+        return self._params(self.model.refit(weights=wm))
+
+
+def pd_index(values):
+    import pandas as pd
+
+    return pd.Index(values)
