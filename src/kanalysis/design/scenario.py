@@ -235,7 +235,13 @@ class Scenario:
             else:
                 if sd is None:
                     raise ConfigurationError("scenario: give covariance, or sd and correlation")
-                s = np.broadcast_to(np.asarray(sd, dtype=float), (J,)).copy()
+                try:
+                    s = np.broadcast_to(np.asarray(sd, dtype=float), (J,)).copy()
+                except ValueError as err:
+                    raise ConfigurationError(f"scenario: sd must be one value or {J} (one per "
+                                             f"visit), got {sd!r}") from err
+                if not np.all(np.isfinite(s) & (s > 0)):
+                    raise ConfigurationError(f"scenario: sd must be positive, got {sd!r}")
                 R = _correlation(0.0 if correlation is None else correlation, J)
                 S = R * np.outer(s, s)
             if S.shape != (J, J) or not np.allclose(S, S.T):
