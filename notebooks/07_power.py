@@ -67,6 +67,7 @@ from kanalysis.runner import NotebookReport, notebook_parameters, project_root
 
 params = notebook_parameters(globals())
 report = NotebookReport("07_power", params)
+report.record(privacy=report.privacy)  # no patient data is read here
 grid = parse_n(n_per_arm)
 if not isinstance(n_sim, int) or n_sim < 1:
     raise ConfigurationError(f"n_sim must be a positive integer, got {n_sim!r}")

@@ -179,11 +179,12 @@ def test_bad_requests_are_rejected_before_running(kwargs, match):
 
 def test_synthetic_single_responder_small_study():
     sc = __import__("kanalysis.design", fromlist=["Scenario"]).Scenario.from_synthetic("single")
-    res = simulate_power(sc, n_per_arm=[20, 30], n_sim=3, seed=2, analysis="responder",
-                         progress=False)
-    f = res.to_frame()
-    assert list(f["n_per_arm"]) == [20, 30] and f["n_failed"].sum() == 0
-    assert np.isfinite(f["true_effect"]).all()
+    for analysis in ("responder", "remitter"):
+        res = simulate_power(sc, n_per_arm=[20, 30], n_sim=2, seed=2, analysis=analysis,
+                             progress=False)
+        f = res.to_frame()
+        assert list(f["n_per_arm"]) == [20, 30] and f["n_failed"].sum() == 0
+        assert np.isfinite(f["true_effect"]).all() and (f["true_effect"] > 0).all()
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ numbers are NaN and it counts as a failure to reject (never silently as a reject
 ``"lmm_slope"``           difference in linear slopes, random intercept and slope
                           (:func:`kanalysis.lmm`, ``y ~ time * trt``)
 ``"responder"``           difference in responder rates at the landmark (missing = non-
-                          responder); pooled two-proportion z test, Wald CI
+                          responder); pooled two-proportion z test, Wald CI; ``"remitter"``
+                          the same for remission (synthetic designs: MADRS <= 10)
 ``"cox"``, ``"logrank"``  time to relapse (maintenance designs, :func:`kanalysis.durability.
                           derive` with its published rule): Cox log hazard ratio; ``logrank``
                           takes its p-value from the log-rank test
@@ -36,7 +37,7 @@ from kanalysis.errors import ConfigurationError
 
 __all__ = ["ANALYSES", "RECORD_COLUMNS", "Analysis", "combine_cohorts", "make_analysis"]
 
-ANALYSES = ("mmrm", "lmm_slope", "responder", "cox", "logrank")
+ANALYSES = ("mmrm", "lmm_slope", "responder", "remitter", "cox", "logrank")
 RECORD_COLUMNS = ("estimate", "std_error", "df", "statistic", "p_value", "ci_lower", "ci_upper",
                   "reject", "failed", "message")
 
@@ -259,7 +260,7 @@ class _PreparedMMRM:
         idx = data.rows(n)  # first n per arm, control first: template subjects 0..2n-1
         y = data.y[idx][self.order[0], self.order[1]]
         try:
-            fit = self.model.refit(y=y, start="default")
+            fit = self.model.refit(y=y, start="cold")  # no warm start: order-free
         except KanalysisError as err:
             return _failed(f"{type(err).__name__}: {err}")
         return _from_fit(fit, landmark, alpha, conf_level)
@@ -307,18 +308,24 @@ class ResponderAnalysis(Analysis):
 
     Normal scenarios: responder when ``y <= threshold`` (``direction="below"``, e.g. a change or
     a score) or ``y >= threshold`` (``"above"``). Synthetic: a >= ``reduction`` (50%) fall from
-    baseline on the primary scale.
+    baseline on the primary scale (response), or with ``remission_score`` a score at or below it
+    (remission; ``"remitter"`` uses MADRS <= 10, ESCAPE-TRD / KetECT).
     """
 
     name = "responder"
 
     def __init__(self, threshold: float | None = None, direction: str = "below",
-                 reduction: float = 0.5, alpha: float = 0.05, conf_level: float = 0.95):
+                 reduction: float = 0.5, remission_score: float | None = None,
+                 alpha: float = 0.05, conf_level: float = 0.95):
         if direction not in ("below", "above"):
             raise ConfigurationError(f"responder: direction must be 'below' or 'above', got "
                                      f"{direction!r}")
+        if not 0 < float(reduction) <= 1:
+            raise ConfigurationError(f"responder: reduction must lie in (0, 1], got {reduction}")
         super().__init__(alpha, conf_level, threshold=threshold, direction=direction,
-                         reduction=reduction)
+                         reduction=reduction, remission_score=remission_score)
+        if remission_score is not None:
+            self.name = "remitter"
 
     def check(self, scenario) -> None:
         if scenario.kind == "normal" and self.options["threshold"] is None:
@@ -342,8 +349,11 @@ class ResponderAnalysis(Analysis):
             frame, base = _change_frame(sub, scenario.arms)
             at = frame[frame["visit"] == scenario.landmark].set_index("subject")
             ids = sub.subjects["subject_id"]
-            red = -at["y"] / at["base"]
-            resp = ids.map(red >= self.options["reduction"]).fillna(False).to_numpy(bool)
+            if self.options["remission_score"] is not None:
+                hit = (at["base"] + at["y"]) <= float(self.options["remission_score"])
+            else:
+                hit = (-at["y"] / at["base"]) >= self.options["reduction"]
+            resp = ids.map(hit).fillna(False).to_numpy(bool)
             trt = (sub.subjects["arm"] != scenario.arms[0]).to_numpy()
         x1, n1 = int(resp[trt].sum()), int(trt.sum())
         x0, n0 = int(resp[~trt].sum()), int((~trt).sum())
@@ -437,7 +447,10 @@ def make_analysis(analysis, *, covariance: str = "us", df_method: str = "sattert
                             conf_level=conf_level, **options)
     if name in ("lmm_slope", "slope", "lmm"):
         return LMMSlopeAnalysis(alpha=alpha, conf_level=conf_level)
-    if name in ("responder", "responders", "remitter"):
+    if name in ("responder", "responders"):
+        return ResponderAnalysis(alpha=alpha, conf_level=conf_level, **options)
+    if name in ("remitter", "remitters", "remission"):
+        options.setdefault("remission_score", 10.0)
         return ResponderAnalysis(alpha=alpha, conf_level=conf_level, **options)
     if name in ("cox", "logrank"):
         return SurvivalAnalysis(method=name, alpha=alpha, conf_level=conf_level)

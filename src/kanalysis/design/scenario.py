@@ -568,12 +568,13 @@ class SyntheticScenario:
         for survival analyses; for ``mmrm`` (difference in mean change at the landmark) and
         ``responder`` (difference in responder rates) the value in one large reference cohort
         without dropout (``reference_size`` subjects, fixed seed; its MC SE is about 0.1
-        MADRS points and 0.007 for rates), computed once and cached."""
+        MADRS points and 0.007 for rates; response = 50% reduction, remission = MADRS <= 10, the
+        analyses' defaults), computed once and cached."""
         if self.is_null:
             return 0.0
         if analysis in ("cox", "logrank") and self.design == "maintenance":
             return float(np.log(self.generator_kwargs.get("maintenance_hr", 0.4)))
-        if analysis not in ("mmrm", "responder") or self.design != "single":
+        if analysis not in ("mmrm", "responder", "remitter") or self.design != "single":
             return float("nan")
         cache = self.__dict__.setdefault("_truth", {})
         if analysis not in cache:
@@ -590,7 +591,10 @@ class SyntheticScenario:
                 y = at["y"].to_numpy()
                 cache[analysis] = float(y[trt].mean() - y[~trt].mean())
             else:
-                resp = (-at["y"] / at["base"]).to_numpy() >= 0.5
+                if analysis == "responder":
+                    resp = (-at["y"] / at["base"]).to_numpy() >= 0.5
+                else:
+                    resp = (at["base"] + at["y"]).to_numpy() <= 10.0
                 cache[analysis] = float(resp[trt].mean() - resp[~trt].mean())
         return cache[analysis]
 
