@@ -45,6 +45,17 @@ def test_design_command_writes_outputs_and_extends(tmp_path, capsys):
     assert len(pd.read_parquet(out / "replicates.parquet")) == 2 * 2 * 3
 
 
+def test_design_command_refuses_foreign_folders(tmp_path, capsys):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    rc = main(["design", "--scenario", str(EXAMPLE), "--n", "10", "--n-sim", "1",
+               "--out", str(foreign), "--no-progress"])
+    assert rc == 2 and "--out" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert not (foreign / "replicates.parquet").exists()
+
+
 @pytest.mark.parametrize("content, extra, message", [
     ("[scenario]\nvisits = ['a', 'b']\nsd = 1.0\nretention = [0.9, 1.0]\n[scenario.means]\n"
      "x = [0, 0]\ny = [1, 1]\n", [], "retention"),

@@ -6,7 +6,8 @@ defaults of the command's options (``analysis``, ``covariance``, ``df_method``, 
 ``threshold``, ``direction``, ``landmark``, ``n``, ``n_sim``, ``seed``, ``target``, ``null``).
 Everything is checked before any task is sent; errors are one clear line, exit code 2.
 
-Outputs in ``--out``: ``power_table.csv``, ``replicates.parquet`` (the store: a later run with a
+Outputs in ``--out`` (a new or empty folder, or one an earlier ``kanalysis design`` marked with
+``.kanalysis-design.json``, whose store is then extended): ``power_table.csv``, ``replicates.parquet`` (the store: a later run with a
 larger ``--n-sim`` adds to it), ``report.md``, ``power_curve.png`` / ``.pdf`` and
 ``results.json`` (seed, versions, the table).
 """
@@ -21,6 +22,20 @@ from kanalysis.errors import ConfigurationError
 
 _ANALYSIS_KEYS = {"analysis", "covariance", "df_method", "alpha", "threshold", "direction",
                   "landmark", "n", "n_sim", "seed", "target", "null"}
+
+
+def _is_design_marker(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("kanalysis") == "design"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _design_marker():
+    from kanalysis._paths import Marker
+
+    return Marker(".kanalysis-design.json", "a kanalysis design folder (.kanalysis-design.json)",
+                  _is_design_marker)
 
 
 def parse_n(text: str) -> list[int]:
@@ -80,10 +95,13 @@ def run(args) -> int:
     if args.threshold is not None:
         options["threshold"] = args.threshold
     scenarios = [scenario, scenario.null()] if (args.null or cfg.get("null")) else [scenario]
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigurationError(f"--out {out} exists and is not a folder")
+    from kanalysis._paths import check_output_dir, write_marker
+
+    # Only a new or empty folder, or one an earlier `kanalysis design` wrote (it is extended).
+    marker = _design_marker()
+    out = check_output_dir(args.out, inputs=[path], marker=marker, what="--out")
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, marker, kanalysis="design", scenario_file=path.name)
     result = simulate_power(
         scenarios, n_per_arm=n_grid, n_sim=int(pick("n_sim", 1000)), seed=pick("seed"),
         analysis=pick("analysis", "mmrm"), covariance=pick("covariance", "us"),
