@@ -193,7 +193,7 @@ def test_mmrm_power_matches_lu_luo_chen_and_type1_error_holds():
     dropout, and the null scenario rejects at 5% within MC error."""
     sc = _scenario()
     res = simulate_power([sc, sc.null()], n_per_arm=[40, 80], n_sim=500, seed=2026,
-                         progress=False)
+                         progress=False, workers=2)
     f = res.to_frame()
     alt = f[~f["null"]]
     assert np.all(np.abs(alt["power"] - alt["analytic_power"]) < 3 * alt["mcse"])

@@ -230,8 +230,8 @@ class _PreparedMMRM:
     """One MMRMModel per (scenario, n) refitted with each replicate's outcome (NaN = missing),
     when the refit API (:class:`kanalysis.models.MMRMModel`) is available."""
 
-    def __init__(self, model, order):
-        self.model, self.order = model, order
+    def __init__(self, model, order, start="cold"):
+        self.model, self.order, self.start = model, order, start
 
     @classmethod
     def create(cls, scenario, n, covariance, df_method):
@@ -242,17 +242,35 @@ class _PreparedMMRM:
         J = len(scenario.visits)
         subj = np.repeat(np.arange(2 * n), J)
         arm = np.repeat(np.r_[np.zeros(n), np.ones(n)], J)
+        # A complete trial drawn from the scenario with a fixed seed: it sets the scale the
+        # optimiser works on and the cold starting values (a fit's own outcome replaces it).
+        rng = np.random.default_rng(20261202)
+        y0 = np.vstack([scenario.means[a] + rng.standard_normal((n, J)) @ scenario._chol[a].T
+                        for a in scenario.arms])
         template = pd.DataFrame({
             "subject": subj, "trt": arm,
             "visit": pd.Categorical(np.tile(np.asarray(scenario.visits, dtype=object), 2 * n),
                                     categories=list(scenario.visits), ordered=True),
-            "y": np.zeros(2 * n * J)})
+            "y": y0.ravel()})
         model = MMRMModel(template, "y ~ 0 + C(visit) + C(visit):trt", subject="subject",
                           visit="visit", covariance=covariance, df_method=df_method,
                           visit_order=list(scenario.visits))
         rows = model.data
         order = (rows["subject"].to_numpy(), rows["visit"].cat.codes.to_numpy())
-        return cls(model, order)
+        return cls(model, order, cls._true_start(model, scenario, covariance))
+
+    @staticmethod
+    def _true_start(model, scenario, covariance):
+        """Optimiser start at the scenario's own covariance (a fixed point, so fits do not
+        depend on which replicates a worker fitted before; a warm ``start="last"`` would),
+        falling back to the model's cold start if the model does not expose its structures."""
+        try:
+            structures = model.structures(covariance)
+            S = scenario.covariance[scenario.control] / float(model._scale) ** 2
+            x0 = np.concatenate([st.start(S) for st in structures])
+            return x0 if np.all(np.isfinite(x0)) else "cold"
+        except (AttributeError, TypeError, ValueError, np.linalg.LinAlgError):
+            return "cold"
 
     def refit(self, data, n, landmark, alpha, conf_level):
         from kanalysis.errors import KanalysisError
@@ -260,7 +278,7 @@ class _PreparedMMRM:
         idx = data.rows(n)  # first n per arm, control first: template subjects 0..2n-1
         y = data.y[idx][self.order[0], self.order[1]]
         try:
-            fit = self.model.refit(y=y, start="cold")  # no warm start: order-free
+            fit = self.model.refit(y=y, start=self.start)
         except KanalysisError as err:
             return _failed(f"{type(err).__name__}: {err}")
         return _from_fit(fit, landmark, alpha, conf_level)
