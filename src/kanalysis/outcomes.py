@@ -32,6 +32,7 @@ from scipy import stats
 
 from kanalysis.errors import ConfigurationError, DataValidationError
 from kanalysis.intervals import newcombe_difference, wilson_interval
+from kanalysis.rules import baseline_scores, default_scale
 from kanalysis.scales import Scale, get_scale
 
 __all__ = [
@@ -61,50 +62,8 @@ def _tables(data, subjects=None, infusions=None):
 
 
 def _default_scale(data, scale):
-    if scale is not None:
-        return get_scale(scale)
-    meta = getattr(data, "metadata", None) or {}
-    return get_scale(meta.get("primary_scale", "MADRS"))
-
-
-def baseline_scores(
-    data,
-    scale: str | Scale | None = None,
-    *,
-    infusions: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Baseline score per subject: the last non-missing score on or before the first infusion.
-
-    Parameters
-    ----------
-    data : Cohort or pandas.DataFrame
-        A cohort, or its ``assessments`` table.
-    scale : str or Scale, optional
-        Scale to use (default: the cohort's primary scale, else MADRS).
-    infusions : pandas.DataFrame, optional
-        Infusions table when ``data`` is a DataFrame; the first infusion's day per subject
-        (default day 0, as the data model defines study days).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``subject_id, baseline, baseline_day``; subjects without a baseline are absent.
-    """
-    sc = _default_scale(data, scale)
-    assessments, _, inf = _tables(data, None, infusions)
-    a = assessments[(assessments["scale"].astype(str).str.upper() == sc.name.upper())
-                    & assessments["score"].notna()]
-    a = a[["subject_id", "day", "visit_number", "score"]]
-    if inf is not None and len(inf):
-        first = inf.groupby("subject_id")["day"].min().rename("first_infusion_day")
-        a = a.join(first, on="subject_id")
-        a["first_infusion_day"] = a["first_infusion_day"].fillna(0.0)
-    else:
-        a = a.assign(first_infusion_day=0.0)
-    pre = a[a["day"] <= a["first_infusion_day"]].sort_values(["subject_id", "day", "visit_number"])
-    base = pre.groupby("subject_id").tail(1)
-    return base.rename(columns={"score": "baseline", "day": "baseline_day"})[
-        ["subject_id", "baseline", "baseline_day"]].reset_index(drop=True)
+    """The :class:`Scale` to analyse (:func:`kanalysis.rules.default_scale`)."""
+    return get_scale(default_scale(data, scale))
 
 
 def responder_status(
@@ -128,7 +87,7 @@ def responder_status(
     data : Cohort or pandas.DataFrame
         A cohort, or an assessments table (then pass ``subjects`` for the arm column).
     scale : str or Scale, optional
-        Default: the cohort's primary scale, else MADRS.
+        Default: the cohort's primary scale (:func:`kanalysis.rules.default_scale`).
     response_reduction : float, optional
         Fraction of baseline that must be lost (default: the scale's, 0.5).
     remission_threshold : float, optional
