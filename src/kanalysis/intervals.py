@@ -41,7 +41,7 @@ def _check_counts(k: Any, n: Any, what: str = "n") -> tuple[np.ndarray, np.ndarr
     return k_arr, n_arr
 
 
-def clopper_pearson(k: Any, n: Any, conf_level: float = 0.95, *,
+def clopper_pearson(k: Any, n: Any, conf_level: float | None = None, *,
     confidence: float | None = None) -> tuple[Any, Any]:
     """Exact (Clopper-Pearson) confidence interval for a binomial proportion.
 
@@ -83,7 +83,7 @@ def clopper_pearson(k: Any, n: Any, conf_level: float = 0.95, *,
     return lower, upper
 
 
-def wilson_interval(k: Any, n: Any, conf_level: float = 0.95, *,
+def wilson_interval(k: Any, n: Any, conf_level: float | None = None, *,
     confidence: float | None = None) -> tuple[Any, Any]:
     """Wilson score interval for a binomial proportion (no continuity correction).
 
@@ -129,7 +129,7 @@ def wilson_interval(k: Any, n: Any, conf_level: float = 0.95, *,
 
 
 def newcombe_difference(
-    k1: Any, n1: Any, k2: Any, n2: Any, conf_level: float = 0.95, *,
+    k1: Any, n1: Any, k2: Any, n2: Any, conf_level: float | None = None, *,
     confidence: float | None = None,
 ) -> tuple[Any, Any, Any]:
     """Difference of two independent proportions with Newcombe's hybrid score interval.
@@ -181,7 +181,7 @@ def newcombe_difference(
     return diff, lower, upper
 
 
-def poisson_rate_interval(k: Any, exposure: Any, conf_level: float = 0.95, *,
+def poisson_rate_interval(k: Any, exposure: Any, conf_level: float | None = None, *,
     confidence: float | None = None) -> tuple[Any, Any]:
     """Exact (Garwood) confidence interval for an event rate ``k / exposure``.
 
