@@ -16,7 +16,7 @@ import pytest
 
 from kanalysis import durability as du
 from kanalysis.cohort import Cohort
-from kanalysis.errors import ConfigurationError, DataValidationError
+from kanalysis.errors import ConfigurationError, DataValidationError, StatisticalWarning
 
 REF_DIR = Path(__file__).parent / "reference" / "survival"
 REF = json.loads((REF_DIR / "survival_reference.json").read_text())
@@ -525,3 +525,55 @@ def test_rmst_difference_uses_control_arm_and_explicit_reference():
     assert flipped["estimate"].iloc[-1] == pytest.approx(-out["estimate"].iloc[-1])
     with pytest.raises(ConfigurationError, match="tau"):
         du.rmst(d, 0)
+
+
+# ------------------------------------------------------------------------------------------
+# bad input: clear errors naming the problem, never a numpy traceback
+# ------------------------------------------------------------------------------------------
+_TWO_ARMS = pd.DataFrame({"time": [2, 3, 3, 5, 8, 9, 11, 12, 4, 6, 7, 10],
+                          "event": [1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 0, 1],
+                          "arm": ["placebo"] * 6 + ["ketamine"] * 6,
+                          "age": [30, 41, 52, 38, 45, 60, 33, 47, 50, 29, 44, 58]})
+
+
+def test_cox_on_one_arm_names_the_dropped_term():
+    one = _TWO_ARMS[_TWO_ARMS["arm"] == "placebo"]
+    with pytest.raises(DataValidationError, match="'arm'.*single level"):
+        du.cox(one, "arm")
+    with pytest.raises(DataValidationError, match="contr.treatment.*single level"):
+        du.cox(one, "C(arm, contr.treatment('placebo')) + age")
+    with pytest.raises(DataValidationError, match="constant"):
+        du.cox(_TWO_ARMS.assign(age=40), "arm + age")
+
+
+def test_cox_complete_separation_warns_and_reports_nan():
+    sep = _TWO_ARMS.assign(event=np.where(_TWO_ARMS["arm"] == "placebo", 0, 1))
+    with pytest.warns(StatisticalWarning, match="infinite"):
+        fit = du.cox(sep, "arm + age")
+    frame = fit.to_frame().set_index("term")
+    arm_row = frame.loc[[t for t in frame.index if "arm" in t][0]]
+    assert np.isnan(arm_row["hr"]) and np.isnan(arm_row["estimate"])
+    assert np.isfinite(frame.loc["age", "hr"])  # the other term is still reported
+
+
+@pytest.mark.parametrize("func", [
+    lambda d: du.kaplan_meier(d),
+    lambda d: du.cox(d, "arm"),
+    lambda d: du.logrank(d),
+    lambda d: du.rmst(d, 5),
+    lambda d: du.cumulative_incidence(d.assign(status=d["event"])),
+])
+def test_empty_table_is_a_clear_error(func):
+    with pytest.raises(DataValidationError, match="no rows|no events|one level|0 level"):
+        func(_TWO_ARMS.iloc[:0])
+
+
+def test_all_censored_is_a_clear_error_where_it_matters():
+    cens = _TWO_ARMS.assign(event=0)
+    with pytest.raises(DataValidationError, match="no events"):
+        du.cox(cens, "arm")
+    with pytest.raises(DataValidationError, match="no events"):
+        du.logrank(cens)
+    km = du.kaplan_meier(cens)  # estimable: flat curves, no median
+    assert km.median()["estimate"].isna().all()
+    assert (km.to_frame()["estimate"] == 1).all()

@@ -59,19 +59,25 @@ def _check_design(x: pd.DataFrame, terms: dict, used: pd.DataFrame, formula: str
 _SEPARATION_LOG_HR = 15.0
 
 
-def _check_separation(beta, se, x: pd.DataFrame, e, formula: str) -> None:
-    """Refuse coefficients that run off to infinity (R coxph: "coefficient may be infinite")."""
-    bad = [j for j in range(len(beta))
-           if not np.isfinite(beta[j]) or not np.isfinite(se[j])
-           or (abs(beta[j]) > _SEPARATION_LOG_HR and se[j] > abs(beta[j]) / 10)]
-    if bad:
-        cols = [str(x.columns[j]) for j in bad]
-        raise DataValidationError(
+def _separated(beta, se, x: pd.DataFrame, e, formula: str) -> np.ndarray:
+    """Coefficients that run off to infinity (R coxph: "coefficient may be infinite").
+
+    Warns naming them; returns a boolean mask so that their estimates are reported as NaN
+    instead of a meaningless number such as HR = 1e-12.
+    """
+    bad = np.array([not np.isfinite(beta[j]) or not np.isfinite(se[j])
+                    or (abs(beta[j]) > _SEPARATION_LOG_HR and se[j] > abs(beta[j]) / 10)
+                    for j in range(len(beta))], dtype=bool)
+    if bad.any():
+        cols = [str(c) for c, b in zip(x.columns, bad, strict=True) if b]
+        warnings.warn(
             f"cox: the coefficient of {cols} in {formula!r} is infinite (log HR "
-            f"{[round(float(beta[j]), 1) for j in bad]}): the covariate separates the "
-            f"{int(e.sum())} events from the censored rows completely (e.g. no event in one "
-            "arm), so the partial likelihood has no maximum. Report the event counts by group "
-            "instead, or use a penalised (Firth) Cox model.")
+            f"{[round(float(v), 1) for v in beta[bad]]}): the covariate separates the "
+            f"{int(e.sum())} event(s) from the censored rows completely (e.g. no event in one "
+            "arm), so the partial likelihood has no maximum. Its estimate, CI and p-value are "
+            "reported as NaN; report the event counts by group instead, or use a penalised "
+            "(Firth) Cox model.", StatisticalWarning, stacklevel=3)
+    return bad
 
 
 def cox(
@@ -130,8 +136,13 @@ def cox(
     ------
     DataValidationError
         No rows or no events; a term without any design column in the rows used (a factor with
-        one level, such as ``arm`` in a one-arm cohort), a constant covariate, or a coefficient
-        that is infinite because a covariate separates events from non-events completely.
+        one level, such as ``arm`` in a one-arm cohort), or a constant covariate.
+
+    Warns
+    -----
+    StatisticalWarning
+        A coefficient is infinite because a covariate separates events from non-events
+        completely (e.g. no event in one arm); that row is reported as NaN, not as HR = 1e-12.
 
     References
     ----------
@@ -182,15 +193,17 @@ def cox(
     res = model.fit(method="newton", maxiter=100, tol=1e-12, disp=False)
     beta = np.asarray(res.params, dtype=float)
     se = np.asarray(res.bse, dtype=float)
-    _check_separation(beta, se, x, e, formula)
-    zval = beta / se
+    separated = _separated(beta, se, x, e, formula)
+    beta_shown = np.where(separated, np.nan, beta)
+    se = np.where(separated, np.nan, se)
+    zval = beta_shown / se
     summ = pd.DataFrame(
         {
-            "coef": beta,
+            "coef": beta_shown,
             "se": se,
-            "hr": np.exp(beta),
-            "lower": np.exp(beta - z * se),
-            "upper": np.exp(beta + z * se),
+            "hr": np.exp(beta_shown),
+            "lower": np.exp(beta_shown - z * se),
+            "upper": np.exp(beta_shown + z * se),
             "z": zval,
             "p": 2 * stats.norm.sf(np.abs(zval)),
         },
