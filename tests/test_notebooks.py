@@ -188,7 +188,7 @@ def test_03_response_durability(tmp_path):
         assert row["estimate"] == _approx(km.loc[row["arm"], "estimate"])
     tau = res["rmst_tau"]
     rmst = durability.rmst(table, tau=tau, group="arm")
-    assert res["rmst"][-1]["rmst"] == _approx(rmst["rmst"].iloc[-1])
+    assert res["rmst"][-1]["estimate"] == _approx(rmst["estimate"].iloc[-1])
     assert res["logrank"]["chisq"] == _approx(durability.logrank(table, group="arm").chisq)
     status = outcomes.responder_status(cohort, "MADRS", response_reduction=0.5)
     rates = outcomes.response_rates(status, "response")
