@@ -166,13 +166,24 @@ def _add_figures_parser(sub) -> None:
     p.add_argument("--cohort", default=None, help="cohort folder (default: bundled synthetic)")
     p.add_argument("--out", default="figures", help="output folder")
     p.add_argument("--formats", default="pdf,svg,png", help="comma-separated formats")
+    p.add_argument("--relapse-rule", default="loss_of_response",
+                   help="relapse rule of the durability figure (a, b, c or b+c; as notebook 03)")
+    p.add_argument("--relapse-threshold", type=float, default=None,
+                   help="cut-off of the threshold relapse rule (default 22)")
+    p.add_argument("--response-reduction", type=float, default=None,
+                   help="response: this fraction of baseline lost (default the scale's, 0.5)")
+    p.add_argument("--conf-level", type=float, default=0.95, help="confidence level")
 
 
 def _cmd_figures(args) -> int:
     from kanalysis.figures import build_paper_figures
 
     paths = build_paper_figures(cohort_path=args.cohort, out=args.out,
-                                formats=tuple(args.formats.split(",")))
+                                formats=tuple(args.formats.split(",")),
+                                relapse_rule=args.relapse_rule,
+                                relapse_threshold=args.relapse_threshold,
+                                response_reduction=args.response_reduction,
+                                conf_level=args.conf_level)
     print(f"wrote {len(paths)} files into {args.out}")
     return 0
 
