@@ -73,6 +73,7 @@ NOTEBOOKS = (
     "04_safety",
     "05_paper_figures",
     "06_sensitivity",
+    "07_power",
 )
 DEFAULT_COHORT = "data/synthetic/serial"
 COVARIANCE_STRUCTURES = ("us", "cs", "csh", "ar1", "ar1h", "toep")
