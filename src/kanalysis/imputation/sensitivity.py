@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kanalysis.errors import DataValidationError
 from kanalysis.imputation.analyse import analyse, default_control
 from kanalysis.imputation.draws import draws
 from kanalysis.imputation.ice import ice_from_cohort
@@ -178,25 +179,32 @@ def sensitivity_analysis(cohort, scale: str | None = None, *, covariance: str = 
     res = pool(analyse(impute(dr_ab, refs), covariates=["baseline"]), conf_level=conf_level)
     results["MAR_MI"] = res
     rows.append(_row("MAR (multiple imputation)", res.to_frame(), parameter, last))
-    # 3. strategies
+    # 3. strategies. Without observed values after the ICEs (dropout) every strategy has the
+    # MAR fit's data, so the MAR draws serve them all (impute(update_strategy=...)); otherwise
+    # the draws are refitted without the post-ICE values.
+    def with_strategies(strategies: pd.DataFrame):
+        try:
+            return impute(dr_mar, refs, update_strategy=strategies)
+        except DataValidationError:
+            return impute(draws(data, formula, ice=ice.assign(
+                strategy=strategies["strategy"].to_numpy()), method=jk, **kw), refs)
+
     if multi and len(ice):
-        dr = draws(data, formula, ice=ice, method=jk, **kw)
-        res = pool(analyse(impute(dr, refs), covariates=["baseline"]), conf_level=conf_level)
+        res = pool(analyse(with_strategies(ice[["subject_id", "strategy"]]),
+                           covariates=["baseline"]), conf_level=conf_level)
         results["by_reason"] = res
         rows.append(_row("By dropout reason", res.to_frame(), parameter, last))
-        # one fit without the post-ICE data of every ICE subject serves JR, CR and CIR
-        dr_ref = draws(data, formula, ice=ice.assign(strategy="JR"), method=jk, **kw)
         for s in ("JR", "CR", "CIR"):
-            imp = impute(dr_ref, refs, update_strategy=ice[["subject_id"]].assign(strategy=s))
+            imp = with_strategies(ice[["subject_id"]].assign(strategy=s))
             res = pool(analyse(imp, covariates=["baseline"]), conf_level=conf_level)
             results[s] = res
             rows.append(_row(f"{s} (all ICEs)", res.to_frame(), parameter, last))
     elif len(ice):
         k_first = ice["visit"].map({v: i for i, v in enumerate(used)})
-        lm_ice = ice[k_first > 0]
-        if len(lm_ice):
-            dr = draws(data, formula, ice=lm_ice.assign(strategy="LMCF"), method=jk, **kw)
-            res = pool(analyse(impute(dr, refs), covariates=["baseline"]), conf_level=conf_level)
+        if (k_first > 0).any():  # LMCF needs a visit before the ICE; others stay MAR
+            upd = ice[["subject_id"]].assign(strategy=np.where(k_first > 0, "LMCF", "MAR"))
+            imp = with_strategies(upd)
+            res = pool(analyse(imp, covariates=["baseline"]), conf_level=conf_level)
             results["LMCF"] = res
             rows.append(_row("LMCF (all ICEs)", res.to_frame(), parameter, last))
     # 4. tipping point under MAR, active arm(s) shifted
