@@ -23,7 +23,8 @@ __all__ = ["DF_METHODS", "MMRMResult", "mmrm"]
 
 def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance="us",
          reml: bool = True, group: str | None = None,
-         df_method: str = "satterthwaite", visit_order: list | None = None) -> MMRMResult:
+         df_method: str = "satterthwaite", visit_order: list | None = None,
+         time: str | None = None) -> MMRMResult:
     r"""Fit a mixed model for repeated measures (MMRM).
 
     .. math::
@@ -59,6 +60,9 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance=
         (SAS ``REPEATED / GROUP=``).
     visit_order : list, optional
         Explicit order of the visit levels (overrides the rule above).
+    time : str, optional
+        Numeric column with each visit's time (one value per visit level, e.g. ``AVISITN`` or
+        the scheduled day), the coordinates of the spatial structure ``sp_exp``.
     df_method : {"satterthwaite", "kenward-roger"}
         Satterthwaite df with the model-based covariance, or Kenward-Roger adjusted covariance
         and df (SAS ``DDFM=KR``; for ``us``, ``cs`` and ``toep`` the covariance is linear in its
@@ -82,4 +86,4 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance=
     """
     return MMRMModel(data, formula, subject=subject, visit=visit, covariance=covariance,
                      reml=reml, group=group, df_method=df_method,
-                     visit_order=visit_order).fit()
+                     visit_order=visit_order, time=time).fit()

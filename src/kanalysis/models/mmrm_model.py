@@ -155,7 +155,8 @@ class MMRMModel:
 
     def __init__(self, data: pd.DataFrame, formula: str, subject: str, visit: str,
                  covariance="us", reml: bool = True, group: str | None = None,
-                 df_method: str = "satterthwaite", visit_order: list | None = None):
+                 df_method: str = "satterthwaite", visit_order: list | None = None,
+                 time: str | None = None):
         self.df_method = _normalise_df_method(df_method)
         self.reml = bool(reml)
         if self.df_method == "kenward-roger" and not self.reml:
@@ -166,13 +167,15 @@ class MMRMModel:
         self.formula, self.subject, self.visit, self.group = formula, subject, visit, group
         if not isinstance(visit, str) or not isinstance(subject, str):
             raise ConfigurationError("mmrm: subject and visit must be column names (strings)")
-        design = build_design(data, formula, subject, extra_columns=[visit, group],
+        self.time = time
+        design = build_design(data, formula, subject, extra_columns=[visit, group, time],
                               what="mmrm", keep_missing_outcome=True)
         self.design = design
         frame = design.data
         self.data = frame
         self.y = design.y
         self._visit_setup(data, frame, visit_order)
+        self._time_setup(frame)
         self.subject_codes = design.subject_codes
         self.subjects = pd.Index(design.subject_labels, name=subject)
         self.n_subjects = len(self.subjects)
@@ -214,6 +217,33 @@ class MMRMModel:
         vpos = {v: i for i, v in enumerate(self.visit_levels)}
         self.visit_codes = frame[visit].map(vpos).to_numpy().astype(np.int64)
         self.n_visits = len(self.visit_levels)
+
+    def _time_setup(self, frame):
+        """Visit coordinates for spatial structures: one time per visit level."""
+        self.visit_times = None
+        spatial = [c for c in self.covariance_candidates
+                   if getattr(STRUCTURES[c], "needs_coordinates", False)]
+        if self.time is None:
+            if spatial:
+                raise ConfigurationError(
+                    f"mmrm: covariance {spatial[0]!r} needs the visits' times: give "
+                    "time='column' (a numeric column, one value per visit level, e.g. AVISITN "
+                    "or the scheduled day)")
+            return
+        col = frame[self.time]
+        if not pd.api.types.is_numeric_dtype(col):
+            raise ConfigurationError(f"mmrm: the time column {self.time!r} must be numeric")
+        per = pd.DataFrame({"v": self.visit_codes, "c": col.to_numpy(dtype=float)})
+        spread = per.groupby("v")["c"].agg(["min", "max"])
+        bad = spread.index[(spread["max"] - spread["min"]) > 1e-9 * max(
+            1.0, float(np.abs(spread.to_numpy()).max()))]
+        if len(bad):
+            raise ConfigurationError(
+                f"mmrm: the time column {self.time!r} takes several values within visit "
+                f"level(s) {[self.visit_levels[b] for b in bad[:5]]}; spatial covariances here "
+                "use one time per visit level (e.g. the scheduled day or AVISITN), not "
+                "per-subject times")
+        self.visit_times = spread["min"].reindex(range(self.n_visits)).to_numpy()
 
     def _check_duplicates(self, frame):
         key = self.subject_codes * self.n_visits + self.visit_codes
@@ -265,8 +295,8 @@ class MMRMModel:
 
     def structures(self, name: str) -> list:
         """One covariance structure object per covariance group."""
-        return [make_structure(name, self.n_visits, self.visit_levels)
-                for _ in self.group_levels]
+        return [make_structure(name, self.n_visits, self.visit_levels,
+                               coordinates=self.visit_times) for _ in self.group_levels]
 
     def design_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Fixed-effects rows (columns as ``fe_params``) for new rows, e.g. missing visits."""
