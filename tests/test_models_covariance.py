@@ -128,3 +128,41 @@ def test_fallback_list_uses_first_converging(fev, monkeypatch):
 def test_structure_names_have_one_source():
     assert set(covariance.STRUCTURES) >= {"us", "cs", "csh", "ar1", "ar1h", "toep", "toeph",
                                           "ad", "adh", "sp_exp"}
+
+
+def test_observation_weights_match_sas(fev):
+    """SAS WEIGHT (R mmrm weights): Var(y_ij) = Sigma_jj / w_ij. SAS's listing:
+    -2RLL, UN covariance, fixed effects and SEs, Type 3 F. (SAS prints much larger
+    Satterthwaite df for weighted fits, 400-520, than for unweighted ones; those are not
+    compared.)"""
+    sas = SAS["un_full_weighted_reml"]
+    fit = ka.mmrm(fev, "FEV1 ~ RACE + SEX + ARMCD*AVISIT", subject="USUBJID", visit="AVISIT",
+                  weights="WEIGHT")
+    assert -2 * fit.llf == pytest.approx(sas["minus2_restricted_llf"], abs=0.06)
+    cov = fit.cov.to_numpy()  # SAS: AVISIT(ref='VIS4'), visits in their own order
+    for name, value in sas["covariance_parameters"].items():
+        i, j = (int(k) - 1 for k in name[3:-1].split(","))
+        # SAS stops a little short of the optimum: 1e-3 of the variances' scale
+        assert cov[i, j] == pytest.approx(value, rel=1e-3, abs=2e-3)
+    fe = {r["effect"]: r for r in sas["fixed_effects"]}
+    for ours, theirs in (("RACE[T.White]", "RACE White"),
+                         ("RACE[T.Black or African American]", "RACE Black or African American")):
+        assert fit.fe_params[ours] == pytest.approx(fe[theirs]["estimate"], abs=2e-4)
+        assert fit.bse[ours] == pytest.approx(fe[theirs]["std_error"], abs=2e-4)
+    F = fit.anova().set_index("term")["F"]
+    for row in sas["type3"]:
+        term = {"AVISIT*ARMCD": "ARMCD:AVISIT"}.get(row["term"], row["term"])
+        assert F[term] == pytest.approx(row["F"], abs=0.006)
+
+
+def test_observation_weights_scale_the_covariance(fev):
+    kw = dict(subject="USUBJID", visit="AVISIT", covariance="us")
+    plain = ka.mmrm(fev, "FEV1 ~ ARMCD*AVISIT", **kw)
+    ones = ka.mmrm(fev.assign(w=1.0), "FEV1 ~ ARMCD*AVISIT", weights="w", **kw)
+    assert ones.llf == pytest.approx(plain.llf, abs=1e-8)
+    two = ka.mmrm(fev.assign(w=2.0), "FEV1 ~ ARMCD*AVISIT", weights="w", **kw)
+    np.testing.assert_allclose(two.cov.to_numpy(), 2 * plain.cov.to_numpy(), rtol=1e-5)
+    np.testing.assert_allclose(two.fe_params, plain.fe_params, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(two.bse, plain.bse, rtol=1e-5)
+    with pytest.raises(ka.DataValidationError, match="positive"):
+        ka.mmrm(fev.assign(w=0.0), "FEV1 ~ ARMCD*AVISIT", weights="w", **kw)

@@ -156,7 +156,7 @@ class MMRMModel:
     def __init__(self, data: pd.DataFrame, formula: str, subject: str, visit: str,
                  covariance="us", reml: bool = True, group: str | None = None,
                  df_method: str = "satterthwaite", visit_order: list | None = None,
-                 time: str | None = None):
+                 time: str | None = None, weights: str | None = None):
         self.df_method = _normalise_df_method(df_method)
         self.reml = bool(reml)
         if self.df_method == "kenward-roger" and not self.reml:
@@ -168,7 +168,8 @@ class MMRMModel:
         if not isinstance(visit, str) or not isinstance(subject, str):
             raise ConfigurationError("mmrm: subject and visit must be column names (strings)")
         self.time = time
-        design = build_design(data, formula, subject, extra_columns=[visit, group, time],
+        self.weights = weights
+        design = build_design(data, formula, subject, extra_columns=[visit, group, time, weights],
                               what="mmrm", keep_missing_outcome=True)
         self.design = design
         frame = design.data
@@ -176,6 +177,7 @@ class MMRMModel:
         self.y = design.y
         self._visit_setup(data, frame, visit_order)
         self._time_setup(frame)
+        self._weights_setup(frame)
         self.subject_codes = design.subject_codes
         self.subjects = pd.Index(design.subject_labels, name=subject)
         self.n_subjects = len(self.subjects)
@@ -244,6 +246,27 @@ class MMRMModel:
                 "use one time per visit level (e.g. the scheduled day or AVISITN), not "
                 "per-subject times")
         self.visit_times = spread["min"].reindex(range(self.n_visits)).to_numpy()
+
+    def _weights_setup(self, frame):
+        """Observation weights (SAS ``WEIGHT``): Var(y_ij) = Sigma_jj / w_ij, i.e.
+        V_i = W_i^{-1/2} Sigma W_i^{-1/2}. The engine works on sqrt(w) x and sqrt(w) y, and the
+        log-likelihood gets the constant + sum(log w) / 2."""
+        self.obs_weights = None
+        self._root_w = None
+        if self.weights is None:
+            return
+        w = frame[self.weights]
+        if not pd.api.types.is_numeric_dtype(w):
+            raise ConfigurationError(f"mmrm: the weights column {self.weights!r} must be numeric")
+        w = w.to_numpy(dtype=float)
+        bad = ~(np.isfinite(w) & (w > 0))
+        if bad.any():
+            rows = frame.index[bad]
+            raise DataValidationError(
+                f"mmrm: the weights column {self.weights!r} must be positive and finite; rows "
+                f"{list(rows[:10])} are not")
+        self.obs_weights = w
+        self._root_w = np.sqrt(w)
 
     def _check_duplicates(self, frame):
         key = self.subject_codes * self.n_visits + self.visit_codes
@@ -315,10 +338,14 @@ class MMRMModel:
                 c_w is not None and weights is not None and np.array_equal(c_w, weights))
             if same_w and c_names == [s.name for s in structures] and \
                     np.array_equal(c_rows, rows) and hasattr(eng, "ys"):
-                new = eng.with_outcome(ys)
+                new = eng.with_outcome(ys if self._root_w is None else ys * self._root_w)
                 new.structures = structures
                 return new
-        eng = MMRMEngine(ys, self.design.X, self.visit_codes, self.subject_codes,
+        X = self.design.X
+        if self._root_w is not None:
+            X = X * self._root_w[:, None]
+            ys = ys * self._root_w
+        eng = MMRMEngine(ys, X, self.visit_codes, self.subject_codes,
                          self.n_subjects, self.n_visits, self.cov_group, structures,
                          reml=self.reml, subject_weights=weights, keep_rows=keep_rows)
         if eng.n_rows == 0:
@@ -335,10 +362,11 @@ class MMRMModel:
     def _cold_starts(self, engine, structures):
         """Starting values: the empirical covariance of OLS residuals, an uncorrelated and an
         exchangeable covariance with the same variances."""
-        X = self.design.X
         rows = engine._rows
         yw = self.y[rows] / self._scale
-        Xr = X[rows]
+        Xr = self.design.X[rows]
+        if self._root_w is not None:
+            yw, Xr = yw * self._root_w[rows], Xr * self._root_w[rows][:, None]
         beta0 = sym_solve(Xr.T @ Xr, Xr.T @ yw)
         S_emp = engine.empirical_cov(beta0)
         starts = [("empirical", S_emp)]

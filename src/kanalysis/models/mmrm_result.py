@@ -95,6 +95,12 @@ class MMRMResult(FixedEffectsResult):
         else:
             dev_std += eng.N * np.log(2 * np.pi)
             dev = dev_std + eng.N * np.log(s**2)
+        if model.obs_weights is not None:  # log|V_i| = log|Sigma_oo| - sum_j log w_ij
+            rows = eng._rows
+            mult = np.ones(int(rows.sum()))
+            if subject_weights is not None:
+                mult = np.asarray(subject_weights, float)[model.subject_codes[rows]]
+            dev -= float(np.sum(mult * np.log(model.obs_weights[rows])))
         self.llf = -0.5 * float(dev)
         k = sum(eng.nat_sizes) + (0 if self.reml else eng.p)
         self.n_params = k
