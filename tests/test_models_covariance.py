@@ -166,3 +166,63 @@ def test_observation_weights_scale_the_covariance(fev):
     np.testing.assert_allclose(two.bse, plain.bse, rtol=1e-5)
     with pytest.raises(ka.DataValidationError, match="positive"):
         ka.mmrm(fev.assign(w=0.0), "FEV1 ~ ARMCD*AVISIT", weights="w", **kw)
+
+
+# R mmrm's tests (tests/testthat/test-empirical.R, which says they equal SAS EMPIRICAL):
+# FEV1 ~ ARMCD, vcov = "Empirical", all rows of fev_data
+R_MMRM_EMPIRICAL = {
+    "us": [0.16725909903518, -0.16725909903518, 0.40908637028234],
+    "ar1": [0.27666930670945, -0.27666930670945, 0.68196697308307],
+}
+
+
+@pytest.mark.parametrize("cov", ["us", "ar1"])
+def test_empirical_covariance_matches_r_mmrm_and_sas(fev, cov):
+    fit = ka.mmrm(fev, "FEV1 ~ ARMCD", subject="USUBJID", visit="AVISIT", covariance=cov,
+                  vcov="empirical")
+    V = fit.cov_params().to_numpy()
+    np.testing.assert_allclose([V[0, 0], V[0, 1], V[1, 1]], R_MMRM_EMPIRICAL[cov], rtol=1e-4)
+    model = ka.mmrm(fev, "FEV1 ~ ARMCD", subject="USUBJID", visit="AVISIT", covariance=cov)
+    np.testing.assert_allclose(fit.fe_params, model.fe_params, rtol=1e-12)
+
+
+def test_empirical_df_equal_the_explicit_bell_mccaffrey_matrix(fev):
+    """df = tr(G)^2 / sum G_ij^2 with G_ij = g_i'g_j, g_i = (I - H)_i' X~_i C c, built as the
+    dense n x n matrix of R mmrm's vignette (whitened X~_i = L_i'X_i)."""
+    d = fev[fev.USUBJID.isin(fev.USUBJID.unique()[:60])]
+    fit = ka.mmrm(d, "FEV1 ~ ARMCD + AVISIT", subject="USUBJID", visit="AVISIT",
+                  covariance="us", vcov="empirical")
+    model = fit.model
+    rows = np.isfinite(model.y)
+    S = fit.cov.to_numpy()
+    blocks = []
+    for code in np.unique(model.subject_codes[rows]):
+        sel = rows & (model.subject_codes == code)
+        v = model.visit_codes[sel]
+        Li = np.linalg.cholesky(np.linalg.inv(S[np.ix_(v, v)]))
+        blocks.append(Li.T @ model.design.X[sel])
+    Xt = np.vstack(blocks)
+    C = np.linalg.inv(Xt.T @ Xt)
+    IH = np.eye(len(Xt)) - Xt @ C @ Xt.T
+    bounds = np.cumsum([0] + [len(b) for b in blocks])
+    for j, c in enumerate(np.eye(len(fit.fe_params))):
+        g = np.column_stack([IH[:, bounds[i]:bounds[i + 1]] @ (blocks[i] @ C @ c)
+                             for i in range(len(blocks))])
+        G = g.T @ g
+        nu = np.trace(G) ** 2 / np.sum(G**2)
+        assert fit.df.iloc[j] == pytest.approx(nu, rel=1e-6)
+
+
+def test_empirical_matches_clubsandwich_cr0(fev):
+    """nlme::gls + clubSandwich CR0 and its Satterthwaite df (empirical_cr0.R)."""
+    ref = json.loads((Path(__file__).parent / "reference" / "models" /
+                      "empirical_cr0.json").read_text())["fits"]
+    d = fev.dropna()
+    for cov, rec in ref.items():
+        fit = ka.mmrm(d, rec["call"]["formula"], subject="USUBJID", visit="AVISIT",
+                      covariance=cov, vcov="empirical")
+        assert fit.llf == pytest.approx(rec["llf"], abs=1e-5)
+        np.testing.assert_allclose(fit.fe_params, rec["fe_params"], rtol=1e-6)
+        np.testing.assert_allclose(fit.bse, rec["se"], rtol=1e-5)
+        np.testing.assert_allclose(fit.df, rec["df"], rtol=1e-5)
+        np.testing.assert_allclose(fit.cov_params().to_numpy(), rec["vcov"], rtol=1e-5)

@@ -156,14 +156,19 @@ class MMRMModel:
     def __init__(self, data: pd.DataFrame, formula: str, subject: str, visit: str,
                  covariance="us", reml: bool = True, group: str | None = None,
                  df_method: str = "satterthwaite", visit_order: list | None = None,
-                 time: str | None = None, weights: str | None = None):
+                 time: str | None = None, weights: str | None = None, vcov: str = "model"):
         self.df_method = _normalise_df_method(df_method)
         self.reml = bool(reml)
         if self.df_method == "kenward-roger" and not self.reml:
             raise ConfigurationError("mmrm: Kenward-Roger needs a REML fit (reml=True)")
         self.covariance_candidates = _normalise_covariance(covariance)
         self.covariance_argument = covariance
-        self.vcov = "model"
+        self.vcov = str(vcov).lower()
+        if self.vcov not in ("model", "empirical"):
+            raise ConfigurationError(f"mmrm: vcov must be 'model' or 'empirical', got {vcov!r}")
+        if self.vcov == "empirical" and self.df_method == "kenward-roger":
+            raise ConfigurationError("mmrm: vcov='empirical' comes with its own Satterthwaite "
+                                     "df; use df_method='satterthwaite'")
         self.formula, self.subject, self.visit, self.group = formula, subject, visit, group
         if not isinstance(visit, str) or not isinstance(subject, str):
             raise ConfigurationError("mmrm: subject and visit must be column names (strings)")
