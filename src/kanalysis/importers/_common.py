@@ -287,8 +287,12 @@ def read_table_file(
 
     CSV cells are read as text so that nothing (leading zeros, ids) is altered before mapping.
     """
-    if not path.is_file():
-        report.add(label, None, None, f"file not found: {path}")
+    from kanalysis._paths import InputFileError, check_input_file
+
+    try:
+        check_input_file(path, what="file")
+    except InputFileError as err:
+        report.add(label, None, None, str(err).replace(str(path), path.name))
         return None
     kind = format or _FORMATS.get(path.suffix.lower())
     if kind is None:
@@ -302,12 +306,18 @@ def read_table_file(
         if kind in ("csv", "tsv"):
             sep = delimiter or ("\t" if kind == "tsv" else ",")
             enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-            return pd.read_csv(
+            if b"\x00" in path.read_bytes():
+                report.add(label, None, None, f"{path.name} contains NUL bytes: it is binary or "
+                           "corrupt, not a text export")
+                return None
+            frame = pd.read_csv(
                 path, sep=sep, dtype=str, encoding=enc, keep_default_na=False,
                 na_values=["", "NA", "N/A", "NaN", "nan", "NULL", "null", "."],
+                on_bad_lines="error",
             )
+            return _checked_header(frame, path, label, sep, report)
         if kind == "parquet":
-            return pd.read_parquet(path)
+            return _checked_header(pd.read_parquet(path), path, label, None, report)
         if kind == "excel":
             return pd.read_excel(path, sheet_name=0 if sheet is None else sheet, dtype=object)
     except UnicodeDecodeError as err:
@@ -318,11 +328,52 @@ def read_table_file(
             "from Excel on Windows)",
         )
         return None
+    except pd.errors.EmptyDataError:
+        report.add(label, None, None, f"{path.name} is empty (no header line)")
+        return None
+    except pd.errors.ParserError as err:
+        report.add(label, None, None, f"malformed {kind.upper()} in {path.name}: "
+                   f"{str(err).strip()} (a row with more fields than the header, or an unclosed "
+                   "quote)")
+        return None
     except Exception as err:  # any reader failure is reported, the other files still get checked
-        report.add(label, None, None, f"cannot read {path.name} as {kind}: {type(err).__name__}: {err}")
+        first = str(err).splitlines()[0] if str(err) else ""
+        report.add(label, None, None, f"cannot read {path.name} as {kind}: {type(err).__name__}: {first}")
         return None
     report.add(label, None, None, f"unknown format {kind!r}: use csv, tsv, parquet or excel")
     return None
+
+
+def _checked_header(frame: pd.DataFrame, path: Path, label: str, sep: str | None,
+                    report: ValidationReport) -> pd.DataFrame | None:
+    """Refuse duplicated column names (pandas would rename the second `score` to `score.1`) and
+    say so when one column holds another delimiter (a `;` export read with `,`)."""
+    import csv
+
+    names = [str(c) for c in frame.columns]
+    if sep is not None:  # pandas mangles duplicates: read the real header
+        enc = "utf-8-sig"
+        try:
+            with open(path, encoding=enc, errors="replace", newline="") as handle:
+                names = next(csv.reader(handle, delimiter=sep), names)
+        except csv.Error:
+            pass
+    stripped = [n.strip() for n in names]
+    dup = sorted({n for n in stripped if stripped.count(n) > 1})
+    if dup:
+        report.add(label, ", ".join(dup), None,
+                   f"duplicated column name(s) in the header of {path.name}: each column must "
+                   "appear once (which one is the data?)")
+        return None
+    if sep is not None and frame.shape[1] == 1:
+        for other, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"), (",", "comma")):
+            if other != sep and other in names[0]:
+                report.add(label, None, None,
+                           f"{path.name} has a single column whose name contains a {name}: the "
+                           f"file seems to be {name}-separated; set delimiter = "
+                           f"{other!r} in the mapping")
+                return None
+    return frame
 
 
 # --- dates -----------------------------------------------------------------------------------------
