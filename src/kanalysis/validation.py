@@ -342,7 +342,8 @@ def _coerce_numeric(table: str, column: str, s: pd.Series, report: ValidationRep
                    + ("convert to study days since the first infusion (float)"
                       if column in _DAY_COLUMNS or column == "minute" else "store plain numbers"))
         return pd.Series(np.nan, index=s.index, dtype=float)
-    if s.dtype == object and len(s):
+    if s.dtype == object and len(s) and pd.api.types.infer_dtype(s, skipna=True) not in (
+            "string", "floating", "integer", "mixed-integer-float", "empty", "boolean"):
         kinds = s.dropna().map(type)
         odd = kinds.map(lambda k: issubclass(k, (pd.Timestamp, pd.Timedelta))
                         or k.__name__ in ("datetime", "date", "timedelta", "time"))
@@ -351,7 +352,9 @@ def _coerce_numeric(table: str, column: str, s: pd.Series, report: ValidationRep
                        "must be a number, not a date or duration", None)
             s = s.where(~s.index.isin(odd[odd].index), None)
     out = pd.to_numeric(s, errors="coerce")
-    bad = out.isna() & s.notna() & (s.astype(str).str.strip() != "")
+    bad = out.isna() & s.notna()
+    if bad.any():
+        bad[bad] = s[bad].astype(str).str.strip() != ""
     if bad.any():
         report.add(table, column, np.flatnonzero(bad), "must be numeric", s[bad].tolist())
     out = out.astype(float)
@@ -508,7 +511,7 @@ def _check_cross_tables(t: dict[str, pd.DataFrame], report: ValidationReport) ->
     ) and "infusion_number" in infusions:
         known = set(zip(infusions["subject_id"], infusions["infusion_number"], strict=True))
         keys = list(zip(vitals["subject_id"], vitals["infusion_number"], strict=True))
-        orphan = np.array([k not in known for k in keys]) & vitals["subject_id"].isin(ids).to_numpy()
+        orphan = np.array([k not in known for k in keys], dtype=bool) & vitals["subject_id"].isin(ids).to_numpy()
         if orphan.any():
             report.add("vitals", "infusion_number", np.flatnonzero(orphan),
                        "no such infusion in infusions for this subject",

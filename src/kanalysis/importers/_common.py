@@ -31,6 +31,15 @@ WARNING = "warning"
 _DAY = pd.Timedelta(days=1)
 
 
+def map_unique(values: pd.Series, func) -> pd.Series:
+    """``values.map(func)`` computed once per distinct value (registries repeat values a lot)."""
+    if values.empty:
+        return values.astype(object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.array([func(u) for u in uniques] + [func(None)], dtype=object)
+    return pd.Series(mapped[codes], index=values.index, dtype=object)
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (recorded in the report so a reader can tell which file was read)."""
     digest = hashlib.sha256()
@@ -210,9 +219,11 @@ def finish_import(
         for name, table in cohort.tables.items():
             keep = [c for c in table.columns if c in _MODEL_COLUMNS]
             leftover = detect_identifiers(table, table=name, exclude=keep)
-            text = [c for c in table.columns if c in _SCREENED_TEXT]
-            if text:
-                by_content = detect_identifiers(table[text], table=name, by_name=False)
+            for c in (c for c in table.columns if c in _SCREENED_TEXT):
+                # Distinct values only: as sensitive as all rows for every pattern (shares of
+                # distinct values are at least as high), and fast on registry-sized tables.
+                distinct = pd.DataFrame({c: pd.Series(table[c].dropna().unique(), dtype=object)})
+                by_content = detect_identifiers(distinct, table=name, by_name=False)
                 leftover = pd.concat([leftover, by_content], ignore_index=True)
             for f in leftover.itertuples(index=False):
                 report.add(name, f.column, None, f"column still looks like an identifier: {f.reason}")
@@ -429,7 +440,11 @@ def parse_datetimes(
         return out
     as_objects = values[present]
     # Excel cells can already be datetimes; strings are parsed below.
-    is_dt = as_objects.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat"))
+    if pd.api.types.infer_dtype(as_objects, skipna=True) == "string":
+        is_dt = pd.Series(False, index=as_objects.index)
+    else:
+        is_dt = as_objects.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64))
+                               or hasattr(v, "isoformat"))
     if is_dt.any():
         out.loc[is_dt[is_dt].index] = pd.to_datetime(as_objects[is_dt].astype(object).map(pd.Timestamp))
     text = as_objects[~is_dt].astype(str).str.strip()
@@ -453,7 +468,11 @@ def parse_datetimes(
             )
         out.loc[parsed.index] = parsed
         return out
-    shapes = text.map(_shape)
+    iso = text.str.match(_DATE_SHAPES[0][1].pattern)
+    if bool(iso.all()):  # the usual export: every value ISO, no need to look at each one
+        shapes = pd.Series("YYYY-MM-DD", index=text.index, dtype=object)
+    else:
+        shapes = map_unique(text, lambda v: None if v is None else _shape(v))
     unknown = shapes.isna()
     if unknown.any():
         report.add(
@@ -533,7 +552,7 @@ def to_number(
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.astype(float)
     text = values.astype(object).where(values.notna(), None)
-    cleaned = text.map(lambda v: v.strip().replace(",", ".") if isinstance(v, str) else v)
+    cleaned = map_unique(text, lambda v: v.strip().replace(",", ".") if isinstance(v, str) else v)
     out = pd.to_numeric(cleaned, errors="coerce").astype(float)
     bad = out.isna() & cleaned.notna() & (cleaned.astype(str) != "")
     if bad.any():

@@ -575,6 +575,11 @@ def _infusions(adex, anchor, drug_map, default_duration_min, report, log, used) 
                    "(ADEX records with dose 0 mean 'not given')")
     out = pd.DataFrame({"subject_id": _text(x["USUBJID"])}, index=x.index)
     out["day"] = _study_day(x, anchor, "ASTDTM", "ASTDT", "ASTDY", used)
+    nodays = out["day"].isna()
+    if nodays.any():
+        report.add("ADEX", "ASTDTM", x.index[nodays.to_numpy()].tolist(),
+                   "exposure record has no ASTDTM, ASTDT or ASTDY (or no first-dose date to count "
+                   "from): it cannot be placed in time")
     trt = _pick(x, ["EXTRT", "TRTA", "TRTP"], used)
     route = _pick(x, ["EXROUTE", "ROUTE"], used)
     names = x[trt].astype(str).str.upper() if trt else pd.Series("", index=x.index)
@@ -723,6 +728,10 @@ def _adverse_events(adae, anchor, infusions, report, log, used) -> pd.DataFrame:
     a = adae.copy()
     out = pd.DataFrame({"subject_id": _text(a["USUBJID"])}, index=a.index)
     out["day"] = _study_day(a, anchor, "ASTDTM", "ASTDT", "ASTDY", used)
+    nodays = out["day"].isna()
+    if nodays.any():
+        report.add("ADAE", "ASTDTM", a.index[nodays.to_numpy()].tolist(),
+                   "adverse event has no ASTDTM, ASTDT or ASTDY: it cannot be placed in time")
     term = _pick(a, ["AEDECOD", "AEPT"], used)
     if term is None:
         report.add("ADAE", "AEDECOD", None,

@@ -35,6 +35,7 @@ from kanalysis.importers._common import (
     ImportResult,
     days_between,
     finish_import,
+    map_unique,
     parse_datetimes,
     read_table_file,
     safe_values,
@@ -549,10 +550,10 @@ def _stage_table(
             log.keep(table, target, f"{path.name}:{source}", "true/false")
         else:
             text = values.astype(object).where(values.notna(), None)
-            text = text.map(_as_text)
+            text = map_unique(text, _as_text)
             if target in recodes:
                 table_map = {str(k): v for k, v in recodes[target].items()}
-                text = text.map(lambda v, m=table_map: m.get(v, v) if v is not None else None)
+                text = map_unique(text, lambda v, m=table_map: m.get(v, v) if v is not None else None)
             out[target] = text
             log.keep(table, target, f"{path.name}:{source}", "recoded" if target in recodes else "copied")
             if target in _CONTENT_CHECKED:
@@ -764,7 +765,7 @@ def _finish_infusions(inf: pd.DataFrame, when: pd.Series, mapping: dict, report,
 def _finish_assessments(a: pd.DataFrame, report, log) -> pd.DataFrame:
     a = a.copy()
     if "scale" in a:
-        a["scale"] = a["scale"].map(lambda s: _canonical_scale(s))
+        a["scale"] = map_unique(a["scale"], _canonical_scale)
     if "visit_number" not in a and "day" in a:
         a["visit_number"] = (
             a.sort_values(["subject_id", "scale", "day"], kind="stable")
@@ -899,8 +900,11 @@ def _pseudonymise(tables: dict[str, pd.DataFrame], anchor: pd.Series, log: Impor
     ids = set()
     for t in tables.values():
         ids |= set(t["subject_id"].dropna())
-    first = anchor.reindex(sorted(ids))
-    order = sorted(ids, key=lambda s: (pd.isna(first.get(s)), first.get(s) if pd.notna(first.get(s)) else pd.Timestamp(0), str(s)))
+    # By first infusion (subjects without one last), ties by id.
+    frame = pd.DataFrame({"id": sorted(ids, key=str)})
+    frame["first"] = frame["id"].map(anchor)
+    frame["text"] = frame["id"].astype(str)
+    order = frame.sort_values(["first", "text"], na_position="last", kind="stable")["id"].tolist()
     width = max(4, len(str(len(order))))
     key = {orig: f"P{i + 1:0{width}d}" for i, orig in enumerate(order)}
     out = {}

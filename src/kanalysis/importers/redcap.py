@@ -232,18 +232,15 @@ def _read_records(path: Path, fields: dict[str, RedcapField], report: Validation
     except InputFileError as err:
         report.add(label, None, None, str(err).replace(str(path), path.name))
         return None, ""
-    data = path.read_bytes()
-    if b"\x00" in data:
-        report.add(label, None, None, f"{path.name} contains NUL bytes: not a REDCap CSV export")
-        return None, ""
     try:
-        text = data.decode("utf-8-sig")
+        header = _scan_header(path)
     except UnicodeDecodeError as err:
         report.add(label, None, None, f"{path.name} is not UTF-8 ({err.reason} at byte "
                    f"{err.start}); REDCap exports UTF-8: export again")
         return None, ""
-    del data
-    header = next(csv.reader([text.split("\n", 1)[0]]), [])
+    except ValueError as err:
+        report.add(label, None, None, f"{path.name} {err}")
+        return None, ""
     if not header or not any(h.strip() for h in header):
         report.add(label, None, None, f"{path.name} is empty (no header line)")
         return None, ""
@@ -264,13 +261,14 @@ def _read_records(path: Path, fields: dict[str, RedcapField], report: Validation
         report.add(label, ", ".join(dup), None, "duplicated column in the export header")
         return None, ""
     try:
-        import io
-
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
-                            na_values=[""], header=0, names=names, on_bad_lines="error",
-                            engine="c")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], header=0,
+                            names=names, on_bad_lines="error", engine="c", encoding="utf-8-sig")
     except pd.errors.ParserError as err:
         report.add(label, None, None, f"malformed CSV in {path.name}: {str(err).strip()}")
+        return None, ""
+    except UnicodeDecodeError as err:
+        report.add(label, None, None, f"{path.name} is not UTF-8 ({err.reason} at byte "
+                   f"{err.start}); REDCap exports UTF-8: export again")
         return None, ""
     frame = frame.loc[:, ~pd.Index(names).duplicated()]
     if mode == "labels" and "redcap_repeat_instrument" in frame:
@@ -281,6 +279,18 @@ def _read_records(path: Path, fields: dict[str, RedcapField], report: Validation
         frame["redcap_repeat_instrument"] = frame["redcap_repeat_instrument"].map(
             lambda v: rename.get(v, v) if isinstance(v, str) else v)
     return frame, mode
+
+
+def _scan_header(path: Path) -> list[str]:
+    """The header fields; refuse NUL bytes anywhere (read in blocks, not all at once)."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            if b"\x00" in block:
+                raise ValueError("contains NUL bytes: not a REDCap CSV export")
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        first = handle.readline()
+        # Decode the whole file lazily: a bad byte later is found by the CSV reader.
+    return next(csv.reader([first]), [])
 
 
 def _align_labels(header: list[str], fields: dict[str, RedcapField]) -> list[str] | None:
@@ -309,12 +319,14 @@ def _align_labels(header: list[str], fields: dict[str, RedcapField]) -> list[str
 
 
 def _decode(frame: pd.DataFrame, fields: dict[str, RedcapField], file_label: str,
-            report: ValidationReport) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(codes, labels): choice fields as raw codes and as labels, dates as ISO text."""
-    codes = frame.copy()
-    labels = frame.copy()
+            report: ValidationReport) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """Decode ``frame`` in place to raw codes (choices) and ISO text (dates).
+
+    Returns the frame and, for choice fields, their values as labels (a dict of Series).
+    """
+    labels: dict[str, pd.Series] = {}
     by_column = {c: f for f in fields.values() for c in f.columns}
-    for column in frame.columns:
+    for column in list(frame.columns):
         f = by_column.get(column)
         if f is None:
             continue
@@ -323,10 +335,10 @@ def _decode(frame: pd.DataFrame, fields: dict[str, RedcapField], file_label: str
         if not present.any():
             continue
         uniques = pd.unique(values[present])
+        lab = None
         if f.type == "checkbox":
             table = {"1": "1", "0": "0", "checked": "1", "unchecked": "0"}
             decoded = {u: table.get(str(u).strip().lower()) for u in uniques}
-            lab = decoded
         elif f.choices:
             by_label = {v: k for k, v in f.choices.items()}
             by_label_ci = {v.lower(): k for k, v in f.choices.items()}
@@ -336,8 +348,11 @@ def _decode(frame: pd.DataFrame, fields: dict[str, RedcapField], file_label: str
                 decoded[u] = (s if s in f.choices else by_label.get(s, by_label_ci.get(s.lower())))
             lab = {u: (f.choices[c] if c is not None else None) for u, c in decoded.items()}
         elif f.validation.startswith(("date", "datetime")):
+            iso = values.str.match(_ISO_DATE.pattern) & present
+            if bool(iso.all() or (iso | ~present).all()):
+                frame[column] = values.str.replace("T", " ", regex=False)
+                continue
             decoded = {u: _iso(str(u).strip(), f.validation) for u in uniques}
-            lab = decoded
         else:
             continue
         bad = [u for u, c in decoded.items() if c is None]
@@ -350,9 +365,10 @@ def _decode(frame: pd.DataFrame, fields: dict[str, RedcapField], file_label: str
                     if f.type != "checkbox" else "1/0 or Checked/Unchecked")
             report.add(file_label, column, rows, f"value is not {what}",
                        safe_values(pd.Series(bad, dtype=object)))
-        codes[column] = values.map(decoded)
-        labels[column] = values.map(lab)
-    return codes, labels
+        if lab is not None:
+            labels[column] = values.map(lab)
+        frame[column] = values.map(decoded)
+    return frame, labels
 
 
 def _iso(value: str, validation: str) -> str | None:
@@ -521,8 +537,9 @@ def import_redcap(
                    "column(s) of the export not in the data dictionary: export the dictionary "
                    "and the records of the same project version")
     codes, labels = _decode(frame, fields, file_label, report)
+    del frame
     identifiers = {c for f in fields.values() if f.identifier for c in f.columns}
-    for c in sorted(identifiers & set(frame.columns)):
+    for c in sorted(identifiers & set(codes.columns)):
         log.drop(file_label, c, "identifier = y in the data dictionary: always dropped",
                  "identifier")
 
@@ -647,13 +664,11 @@ def _section(table, spec, fields, forms, codes, labels, identifiers, record_id, 
             report.add(label, "redcap_event_name", None, f"{where}: `events` needs a list and a "
                        "longitudinal export (redcap_event_name)")
             return None
-        rows &= codes["redcap_event_name"].isin([str(e) for e in events]) | labels[
-            "redcap_event_name"].isin([str(e) for e in events])
+        rows &= codes["redcap_event_name"].isin([str(e) for e in events])
     keep_cols = [record_id] + [c for c in SYSTEM_FIELDS if c in codes.columns and c in referenced]
     keep_cols += [c for c in form_columns if c not in keep_cols]
     keep_cols += [c for c in referenced if c not in keep_cols]
     sub_codes = codes.loc[rows, keep_cols]
-    sub_labels = labels.loc[rows, keep_cols]
     # Choice fields: text targets get labels, numbers and yes/no get codes.
     out = pd.DataFrame(index=sub_codes.index)
     by_column = {c: f for f in fields.values() for c in f.columns}
@@ -664,7 +679,7 @@ def _section(table, spec, fields, forms, codes, labels, identifiers, record_id, 
         f = by_column.get(c)
         text_target = any(kinds.get(t) == "text" for t in targets_of.get(c, []))
         use_labels = f is not None and f.choices and f.type != "checkbox" and text_target
-        out[c] = sub_labels[c] if use_labels else sub_codes[c]
+        out[c] = labels[c][rows] if use_labels and c in labels else sub_codes[c]
     # Scale totals from items, then the items leave the frame (used, not unmapped).
     scores = dict(spec.get("scores") or {})
     max_missing = dict(spec.get("max_missing_items") or {})
@@ -683,7 +698,7 @@ def _section(table, spec, fields, forms, codes, labels, identifiers, record_id, 
             report.add(label, None, None, f"items.{scale_name}: {err}")
             continue
         column = f"{canonical} total (from items)"
-        out[column] = total.map(lambda v: None if pd.isna(v) else f"{v:g}")
+        out[column] = total
         scores[canonical] = column
     if len(instruments) > 1:  # one row per record: first non-blank value of each field
         out = out.groupby(record_id, sort=False, as_index=False).first()
