@@ -354,7 +354,10 @@ def _coerce_numeric(table: str, column: str, s: pd.Series, report: ValidationRep
     out = pd.to_numeric(s, errors="coerce")
     bad = out.isna() & s.notna()
     if bad.any():
-        bad[bad] = s[bad].astype(str).str.strip() != ""
+        blank = (s[bad].astype(str).str.strip() == "").to_numpy(dtype=bool)
+        flags = bad.to_numpy(dtype=bool).copy()
+        flags[np.flatnonzero(flags)[blank]] = False
+        bad = pd.Series(flags, index=s.index)
     if bad.any():
         report.add(table, column, np.flatnonzero(bad), "must be numeric", s[bad].tolist())
     out = out.astype(float)
