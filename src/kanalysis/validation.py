@@ -31,8 +31,10 @@ def _num(column: str, *, nullable: bool = False, checks=None, required: bool = T
 
 def _text(*, nullable: bool = False, isin: Iterable[str] | None = None,
           required: bool = True) -> pa.Column:
+    # No pandera dtype: _check_table turns the column into plain text itself (a per-value
+    # type check by pandera costs seconds on registry-sized tables).
     checks = [pa.Check.isin(list(isin))] if isin is not None else []
-    return pa.Column(str, checks=checks, nullable=nullable, required=required, coerce=False)
+    return pa.Column(None, checks=checks, nullable=nullable, required=required, coerce=False)
 
 
 SCALE_NAMES = tuple(list_scales())
@@ -306,6 +308,8 @@ def _check_table(name: str, table: pd.DataFrame, report: ValidationReport) -> pd
                                df.loc[frac, c].tolist())
         elif str(col.dtype) == "bool":
             df[c] = _coerce_bool(name, c, df[c], report)
+        elif pd.api.types.infer_dtype(df[c], skipna=True) in ("string", "empty"):
+            df[c] = df[c].astype(object).where(df[c].notna(), None)
         else:
             df[c] = df[c].astype("string").astype(object).where(df[c].notna(), None)
     schema = pa.DataFrameSchema(

@@ -822,7 +822,7 @@ def _fill_optional_columns(table: str, df: pd.DataFrame, log: ImportLog) -> None
 
     for column, spec in TABLE_SCHEMAS[table]["columns"].items():
         if column not in df.columns and spec.nullable and column != "randomization_day":
-            text = str(spec.dtype).startswith(("str", "object"))
+            text = spec.dtype is None or str(spec.dtype).startswith(("str", "object"))
             df[column] = None if text else np.nan
             log.notes.append(f"{table}: {column} not in the export; left missing")
 
