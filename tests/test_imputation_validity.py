@@ -5,9 +5,13 @@ a multivariate normal model with a common unstructured covariance; patients drop
 at random (MCAR, so the true estimand has a closed form); after dropout, the outcomes of the
 active arm follow the reference arm's conditional distribution given the patient's own earlier
 values. The JR estimand at the last visit is then (1 - p) (mu_active - mu_reference), p the
-active arm's dropout probability. Coverage of the nominal 95% CI must lie in 93-97% over
->= 1,000 trials for conditional mean imputation with jackknife SEs and for approximate Bayesian
-MI with Rubin's rules.
+active arm's dropout probability. Over >= 1,000 trials the nominal 95% CI of conditional mean
+imputation with jackknife SEs must cover in 93-97% of trials. Rubin's rules under reference-based
+imputation are known to be conservative: the between-imputation variance carries information
+the JR assumption takes away ("information anchoring", Cro, Carpenter & Kenward 2019; Seaman,
+White & Leacy 2014). The test therefore checks only that ApproxBayes + Rubin is not
+anti-conservative (coverage >= 93%) and prints its coverage. In a development run of 200
+trials it was 98.5%; the jackknife gave 94.0%.
 """
 
 from __future__ import annotations
@@ -81,5 +85,8 @@ def test_coverage_under_jump_to_reference():
         bias = np.mean([r[name][1] for r in results]) - TRUE
         se_mc = np.sqrt(0.95 * 0.05 / N_TRIALS)
         print(f"{name}: coverage {cover:.3f} (MC SE {se_mc:.3f}), bias {bias:.3f}")
-        assert 0.93 <= cover <= 0.97, (name, cover)
+        if name == "jackknife":
+            assert 0.93 <= cover <= 0.97, (name, cover)
+        else:  # conservative by construction under JR (see the module docstring)
+            assert cover >= 0.93, (name, cover)
         assert abs(bias) < 0.15
