@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from kanalysis.errors import ConfigurationError
+from kanalysis.rules import DEFAULT_MIN_CELL_COUNT as _DEFAULT_MIN_CELL_COUNT
 
 __all__ = [
     "DEFAULT_MIN_CELL_COUNT",
@@ -42,7 +43,7 @@ __all__ = [
     "suppress_small_counts",
 ]
 
-DEFAULT_MIN_CELL_COUNT = 11
+DEFAULT_MIN_CELL_COUNT = _DEFAULT_MIN_CELL_COUNT  # one definition: kanalysis.rules
 
 # What each kind of identifier is, for the report.
 IDENTIFIER_KINDS: dict[str, str] = {
