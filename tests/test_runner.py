@@ -198,8 +198,10 @@ def test_unknown_parameter_is_an_error_before_running(tiny_dir, tmp_path, repo_r
 def test_cli_run_exit_codes(tiny_dir, tmp_path, repo_root, monkeypatch):
     from kanalysis import cli
 
+    from kanalysis.runner import execute
+
     monkeypatch.setattr(
-        runner,
+        execute,
         "find_notebooks",
         lambda names, notebook_dir=None, _f=runner.find_notebooks: _f(names, tiny_dir),
     )
