@@ -34,21 +34,14 @@ privacy: str = "none"  # "strict": no row-level records, small counts suppressed
 min_cell_count: int = 11  # smallest count shown when privacy is strict
 
 # %% [markdown]
-# Check the parameters (papermill injects them without checking), then load and validate the
-# cohort. A bad value stops here with a message naming the parameter.
+# Check the parameters (papermill injects them without checking), load and validate the cohort,
+# and settle the privacy policy (the stricter of `privacy` and the cohort's metadata). A bad value
+# stops here with a message naming the parameter.
 
 # %%
-from IPython.display import display
+from kanalysis.runner import setup_notebook
 
-from kanalysis.plots.style import use_style
-from kanalysis.runner import NotebookReport, notebook_parameters
-
-params = notebook_parameters(globals())
-report = NotebookReport("02_symptom_trajectories", params)
-cohort = report.load_cohort()
-use_style()
-print(cohort)
-print(f"scale: {report.scale}; privacy: {report.privacy}")
+params, report, cohort = setup_notebook("02_symptom_trajectories", globals())
 
 # %% [markdown]
 # ## Individual courses, mean and CI by arm
@@ -58,24 +51,24 @@ print(f"scale: {report.scale}; privacy: {report.privacy}")
 # row-level records) and visits with fewer than `min_cell_count` scores are not summarised.
 
 # %%
+import pandas as pd
+
 import kanalysis as ka
 from kanalysis import outcomes
 from kanalysis.plots import trajectories
 
 data = trajectories.trajectory_data(cohort, report.scale)
-min_count = params.min_cell_count if report.strict else None
-summary = trajectories.visit_summary(data, alpha=params.alpha, min_count=min_count)
-report.save_table(summary, "visit_summary")
+summary = report.apply(trajectories.visit_summary, data, alpha=params.alpha)
 multi_arm = data["arm"].nunique() > 1
 ax = trajectories.spaghetti(
     data,
-    summary=trajectories.visit_summary(data, alpha=params.alpha, label=None, min_count=min_count),
+    summary=report.apply(trajectories.visit_summary, data, alpha=params.alpha, label=None),
     show_individuals=not report.strict,
     xscale="symlog",
     ylabel=report.scale,
 )
 report.save_figure(ax.figure, "spaghetti")
-display(summary)
+report.publish(summary, "visit_summary")
 
 # %% [markdown]
 # ## Linear mixed models: random intercept and slope
@@ -95,17 +88,17 @@ for time_name in ("day", "log_time"):
         groups="subject_id",
         re_formula=f"~ 1 + {time_name}",
     )
-    fixed = lmm_fits[time_name].to_frame()
-    report.save_table(fixed, f"lmm_{time_name}_fixed_effects")
-    report.save_table(lmm_fits[time_name].variance_components(), f"lmm_{time_name}_variances")
-    display(fixed)
+    report.publish(lmm_fits[time_name], f"lmm_{time_name}_fixed_effects", record=False)
+    report.publish(
+        lmm_fits[time_name].variance_components(), f"lmm_{time_name}_variances", show=False
+    )
 lmm_ml_aic = {
     name: ka.lmm(
         data, formula=fit.formula, groups="subject_id", re_formula=f"~ 1 + {name}", reml=False
     ).aic
     for name, fit in lmm_fits.items()
 }
-display({f"AIC (ML), {name}": round(aic, 2) for name, aic in lmm_ml_aic.items()})
+report.show(pd.DataFrame({"time scale": list(lmm_ml_aic), "AIC (ML)": list(lmm_ml_aic.values())}))
 report.record(
     lmm={
         name: {
@@ -150,9 +143,8 @@ else:
     lsmeans = mmrm_fit.lsmeans(specs="visit")
     lsmeans["arm"] = data["arm"].iloc[0]
     contrasts = None
-report.save_table(mmrm_fit.to_frame(), "mmrm_fixed_effects")
-report.save_table(lsmeans, "mmrm_lsmeans")
-display(lsmeans)
+report.publish(mmrm_fit, "mmrm_fixed_effects", record=False, show=False)
+report.publish(lsmeans, "mmrm_lsmeans")
 
 # %% [markdown]
 # LS-means of the change from baseline with their confidence intervals, by visit and arm.
@@ -179,16 +171,14 @@ report.record(
     }
 )
 if contrasts is not None:
-    report.save_table(contrasts, "mmrm_contrasts")
+    report.publish(contrasts, "mmrm_contrasts")
     at_last = contrasts[contrasts["visit"] == last_visit].iloc[0]
     report.results["mmrm"]["contrast_last_visit"] = {
         k: at_last[k] for k in ("contrast", "estimate", "std_error", "df", "ci_lower", "ci_upper")
     }
-    display(contrasts)
 
 # %% [markdown]
 # ## Key numbers
 
 # %%
-report.write()
-display(report.results)
+report.finish()

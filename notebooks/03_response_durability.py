@@ -36,21 +36,14 @@ privacy: str = "none"  # "strict": no row-level records, small counts suppressed
 min_cell_count: int = 11  # smallest count shown when privacy is strict
 
 # %% [markdown]
-# Check the parameters (papermill injects them without checking), then load and validate the
-# cohort. A bad value stops here with a message naming the parameter.
+# Check the parameters (papermill injects them without checking), load and validate the cohort,
+# and settle the privacy policy (the stricter of `privacy` and the cohort's metadata). A bad value
+# stops here with a message naming the parameter.
 
 # %%
-from IPython.display import display
+from kanalysis.runner import setup_notebook
 
-from kanalysis.plots.style import use_style
-from kanalysis.runner import NotebookReport, notebook_parameters
-
-params = notebook_parameters(globals())
-report = NotebookReport("03_response_durability", params)
-cohort = report.load_cohort()
-use_style()
-print(cohort)
-print(f"scale: {report.scale}; privacy: {report.privacy}")
+params, report, cohort = setup_notebook("03_response_durability", globals())
 
 # %% [markdown]
 # ## Response and remission by visit
@@ -59,14 +52,12 @@ print(f"scale: {report.scale}; privacy: {report.privacy}")
 # `min_cell_count`, or whose complement is, are hidden together with their rates.
 
 # %%
-import matplotlib.pyplot as plt
-
 from kanalysis import durability, outcomes, tables
 from kanalysis.plots import durability as durability_plots
 from kanalysis.plots.forest import forest_plot
 from kanalysis.plots.style import control_arm, figure
 
-conf_level = 1 - params.alpha
+conf_level = report.conf_level
 status = outcomes.responder_status(
     cohort,
     report.scale,
@@ -74,38 +65,21 @@ status = outcomes.responder_status(
     remission_threshold=params.remission_threshold,
 )
 visit_order = status.sort_values("visit_number")["visit"].drop_duplicates().tolist()
-rates = {}
 shown_rates = {}  # what may be published: rates of hidden counts are missing in strict mode
 for outcome in ("response", "remission"):
     raw = outcomes.response_rates(status, outcome, by=("visit", "arm"), conf_level=conf_level)
     raw["visit"] = raw["visit"].astype(str)
-    raw = raw.set_index("visit").loc[visit_order].reset_index()
-    rates[outcome] = raw
-    shown = tables.suppress_proportions(
-        raw,
-        "responders",
-        "n",
-        derived=("rate", "lower", "upper"),
-        privacy=report.privacy,
-        min_cell_count=params.min_cell_count,
-    )
-    report.save_table(shown, f"{outcome}_rates")
-    shown_rates[outcome] = shown
-    display(shown)
-min_count = params.min_cell_count if report.strict else None
+    rates = {"responders": "n"}  # each count with its denominator
+    shown_rates[outcome] = report.suppressed(raw, count_columns=rates)
+    report.publish(raw, f"{outcome}_rates", count_columns=rates)
 fig, axes = figure("double", aspect=0.35, nrows=1, ncols=2)
 for ax, outcome in zip(axes, ("response", "remission"), strict=True):
-    # In strict mode the suppressed rates are missing and not drawn.
-    plotted = rates[outcome].copy()
-    if report.strict:
-        hidden = tables.suppress_proportions(
-            plotted, "responders", "n", privacy="strict", min_cell_count=params.min_cell_count
-        )["suppressed"].to_numpy()
-        plotted.loc[hidden, ["rate", "lower", "upper"]] = float("nan")
-    durability_plots.response_rate_plot(plotted, ax=ax, ylabel=f"{outcome.title()} (%)")
+    # The suppressed rates are missing, so they are not drawn.
+    durability_plots.response_rate_plot(
+        shown_rates[outcome], ax=ax, ylabel=f"{outcome.title()} (%)"
+    )
     ax.tick_params(axis="x", labelrotation=60)
 report.save_figure(fig, "response_rates")
-plt.show()
 last_visit = visit_order[-1]
 report.record(
     last_visit=last_visit,
@@ -132,8 +106,7 @@ for arm in arms:
         continue
     rd = outcomes.risk_difference(status, arm, control, "response", conf_level=conf_level)
     differences.append(rd)
-    report.save_table(rd, f"response_risk_difference_{arm}")
-    display(rd)
+    report.publish(rd, f"response_risk_difference_{arm}")
 if not differences:
     print("One arm (or no control arm): no between-arm comparison.")
 
@@ -145,8 +118,7 @@ if not differences:
 
 # %%
 derive_options = {"relapse_rule": params.relapse_rule}
-if params.response_reduction is not None:
-    derive_options["response_reduction"] = params.response_reduction
+derive_options["response_reduction"] = params.response_reduction
 if params.relapse_threshold is not None:
     derive_options["relapse_score"] = params.relapse_threshold
 at_risk_table = durability.derive(cohort, report.scale, **derive_options)
@@ -158,15 +130,8 @@ censoring = (
     .reset_index()
     .rename(columns={"arm": "group"})
 )
-censoring = tables.apply_privacy(
-    censoring,
-    "n",
-    index_columns=["outcome"],
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
-)
-report.save_table(censoring, "relapse_outcomes")
-display(censoring)
+censoring = report.apply(tables.apply_privacy, censoring, "n", index_columns=["outcome"])
+report.publish(censoring, "relapse_outcomes")
 
 # %% [markdown]
 # Kaplan-Meier estimates by arm (Greenwood SE, `log` CI as R's default), the median time to
@@ -178,14 +143,8 @@ group = "arm" if multi_arm else None
 km = durability.kaplan_meier(at_risk_table, group=group, conf_type="log", conf_level=conf_level)
 medians = km.median()
 landmarks = km.survival_at([28, 56])
-landmarks_shown = tables.suppress_proportions(
-    landmarks,
-    "at_risk",
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
-)
-report.save_table(medians.reset_index(), "km_median")
-report.save_table(landmarks_shown, "km_landmarks")
+report.publish(medians.reset_index(), "km_median")
+report.publish(landmarks, "km_landmarks", count_columns=["at_risk"])
 report.record(
     n_at_risk_of_relapse=report.count(len(at_risk_table)),
     n_relapses=report.count(at_risk_table["event"].sum()),
@@ -194,17 +153,14 @@ report.record(
         orient="records"
     ),
 )
-display(medians)
-display(landmarks_shown)
 
 # %% [markdown]
 # Kaplan-Meier curves with pointwise CI bands, censoring marks and the numbers at risk beneath
 # (masked below `min_cell_count` in strict mode).
 
 # %%
-ax = durability_plots.km_plot(km, min_count=min_count)
+ax = durability_plots.km_plot(km, min_count=report.min_count)
 report.save_figure(ax.figure, "kaplan_meier")
-plt.show()
 
 # %% [markdown]
 # Cumulative incidence of relapse with dropout as a competing risk (Aalen-Johansen).
@@ -213,7 +169,6 @@ plt.show()
 cif = durability.cumulative_incidence(at_risk_table, status="status", group=group)
 ax = durability_plots.cumulative_incidence_plot(cif)
 report.save_figure(ax.figure, "cumulative_incidence")
-plt.show()
 
 # %% [markdown]
 # Swimmer plot: one lane per subject with response periods, infusions, relapse and censoring.
@@ -225,7 +180,6 @@ if report.strict:
 else:
     ax = durability_plots.swimmer_plot(cohort, at_risk_table, scale=report.scale, max_subjects=40)
     report.save_figure(ax.figure, "swimmer")
-    plt.show()
 
 # %% [markdown]
 # Between arms: log-rank test, Cox proportional-hazards model (Efron ties) and the difference in
@@ -240,17 +194,15 @@ if multi_arm:
     cox_fit = durability.cox(at_risk_table, arm_term, conf_level=conf_level)
     tau = float(at_risk_table.groupby("arm")["time"].max().min())
     rmst = durability.rmst(at_risk_table, tau=tau, group="arm", conf_level=conf_level)
-    report.save_table(cox_fit.to_frame(), "cox")
-    report.save_table(rmst.reset_index(), "rmst")
+    report.publish(test.table, "logrank")
+    report.publish(cox_fit, "cox", record=False)
+    report.publish(rmst.reset_index(), "rmst")
     report.record(
         logrank={"chisq": test.chisq, "df": test.df, "p": test.p},
         cox=cox_fit.to_frame().to_dict(orient="records"),
         rmst_tau=tau,
         rmst=rmst.reset_index().to_dict(orient="records"),
     )
-    display(test.table)
-    display(cox_fit.to_frame())
-    display(rmst)
 else:
     print("One arm: no between-arm comparison of durability.")
 
@@ -262,15 +214,13 @@ else:
 covariates = [c for c in ("baseline", "age", "n_failed_trials") if c in at_risk_table.columns]
 terms = ([arm_term] if multi_arm else []) + covariates
 adjusted = durability.cox(at_risk_table, " + ".join(terms), conf_level=conf_level)
-report.save_table(adjusted.to_frame(), "cox_adjusted")
+report.publish(adjusted, "cox_adjusted", record=False)
 report.record(cox_adjusted=adjusted.to_frame().to_dict(orient="records"))
 ax = forest_plot(adjusted.to_frame(), xlabel=f"Hazard ratio ({100 * conf_level:g}% CI)")
 report.save_figure(ax.figure, "cox_forest")
-plt.show()
 
 # %% [markdown]
 # ## Key numbers
 
 # %%
-report.write()
-display(report.results)
+report.finish()

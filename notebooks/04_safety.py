@@ -35,21 +35,14 @@ privacy: str = "none"  # "strict": no row-level records, small counts suppressed
 min_cell_count: int = 11  # smallest count shown when privacy is strict
 
 # %% [markdown]
-# Check the parameters (papermill injects them without checking), then load and validate the
-# cohort. A bad value stops here with a message naming the parameter.
+# Check the parameters (papermill injects them without checking), load and validate the cohort,
+# and settle the privacy policy (the stricter of `privacy` and the cohort's metadata). A bad value
+# stops here with a message naming the parameter.
 
 # %%
-from IPython.display import display
+from kanalysis.runner import setup_notebook
 
-from kanalysis.plots.style import use_style
-from kanalysis.runner import NotebookReport, notebook_parameters
-
-params = notebook_parameters(globals())
-report = NotebookReport("04_safety", params)
-cohort = report.load_cohort()
-use_style()
-print(cohort)
-print(f"scale: {report.scale}; privacy: {report.privacy}")
+params, report, cohort = setup_notebook("04_safety", globals())
 
 # %% [markdown]
 # ## Within-infusion courses
@@ -57,7 +50,7 @@ print(f"scale: {report.scale}; privacy: {report.privacy}")
 # Mean and CI by minute from infusion start, first infusion, by arm.
 
 # %%
-import matplotlib.pyplot as plt
+import dataclasses
 
 from kanalysis import safety, tables
 from kanalysis.errors import DataValidationError
@@ -69,17 +62,10 @@ if cohort.vitals is None:
         "The safety notebook needs the cohort's vitals table (within-infusion monitoring); "
         f"{params.cohort_path} has none."
     )
-conf_level = 1 - params.alpha
-min_count = params.min_cell_count if report.strict else None
+conf_level = report.conf_level
 course = safety.infusion_course(cohort, by=("arm", "infusion_number"), confidence=conf_level)
-course_shown = tables.suppress_proportions(
-    course,
-    "n",
-    derived=("mean", "sd", "std_error", "lower", "upper"),
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
-)
-report.save_table(course_shown, "infusion_course")
+course_shown = report.suppressed(course)
+report.publish(course, "infusion_course", show=False)
 variables = [v for v in ("cadss", "sbp", "dbp", "heart_rate") if v in set(course["variable"])]
 n_rows = (len(variables) + 1) // 2
 fig, axes = figure("double", aspect=0.3 * n_rows, nrows=n_rows, ncols=2, squeeze=False)
@@ -88,10 +74,9 @@ for i, ax in enumerate(axes.flat):
         ax.remove()
         continue
     safety_plots.plot_infusion_course(
-        course, variables[i], infusion_number=1, ax=ax, min_count=min_count, legend=i == 1
+        course, variables[i], infusion_number=1, ax=ax, min_count=report.min_count, legend=i == 1
     )
 report.save_figure(fig, "infusion_course")
-plt.show()
 # Mean CADSS at the end of a 40-minute infusion (the first infusion), as reported in trials.
 end_of_infusion = course_shown[
     (course_shown["variable"] == "cadss")
@@ -115,17 +100,10 @@ for level in ("session", "subject"):
     raw = safety.exceedances(cohort, level=level, confidence=conf_level)
     exceedance[level] = raw
     total = "n_sessions" if level == "session" else raw.columns[1]
-    shown = tables.suppress_proportions(
-        raw,
-        "n_exceeding",
-        total,
-        derived=("proportion", "lower", "upper"),
-        privacy=report.privacy,
-        min_cell_count=params.min_cell_count,
-    )
-    report.save_table(shown, f"exceedances_{level}")
-    exceedance[level] = shown  # proportions of hidden counts are missing in strict mode
-    display(shown)
+    counts = {"n_exceeding": total}  # the count and its denominator
+    report.publish(raw, f"exceedances_{level}", count_columns=counts)
+    # Proportions of hidden counts are missing in strict mode.
+    exceedance[level] = report.suppressed(raw, count_columns=counts)
 report.record(
     exceedance_proportion_sessions=exceedance["session"].set_index("arm")["proportion"].to_dict(),
     exceedance_proportion_subjects=exceedance["subject"].set_index("arm")["proportion"].to_dict(),
@@ -139,28 +117,13 @@ report.record(
 # %%
 if cohort.adverse_events is None:
     raise ValueError(f"The cohort {params.cohort_path} has no adverse_events table.")
-ae_events = tables.pool_rare(
-    cohort.adverse_events, "term", privacy=report.privacy, min_cell_count=params.min_cell_count
-)
-ae_cohort = cohort.__class__(
-    subjects=cohort.subjects,
-    assessments=cohort.assessments,
-    infusions=cohort.infusions,
-    vitals=cohort.vitals,
-    adverse_events=ae_events,
-    clinical_events=cohort.clinical_events,
-    metadata=cohort.metadata,
-)
+# Rare terms are pooled as "other" in strict mode (a rare label can identify a patient).
+ae_events = report.apply(tables.pool_rare, cohort.adverse_events, "term")
+ae_cohort = dataclasses.replace(cohort, adverse_events=ae_events)
 incidence = safety.ae_incidence(ae_cohort, confidence=conf_level)
-incidence_shown = tables.suppress_proportions(
-    incidence,
-    "n_with_event",
-    "n_subjects",
-    derived=("proportion", "lower", "upper"),
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
-)
-report.save_table(incidence_shown, "ae_incidence")
+ae_counts = {"n_with_event": "n_subjects"}
+incidence_shown = report.suppressed(incidence, count_columns=ae_counts)
+report.publish(incidence, "ae_incidence", count_columns=ae_counts)
 report.record(
     ae_proportion={
         f"{t}|{a}": p
@@ -172,7 +135,6 @@ report.record(
         )
     }
 )
-display(incidence_shown)
 
 # %% [markdown]
 # The AE dot plot: incidence by arm and the risk difference with its Newcombe CI (active arm vs
@@ -186,31 +148,27 @@ if control is not None and active:
     risk_difference = safety.ae_risk_difference(
         incidence, active[0], control, confidence=conf_level
     )
-    report.save_table(
-        tables.suppress_proportions(
-            risk_difference,
-            "n_with_event_treatment",
-            "n_subjects_treatment",
-            derived=("proportion_treatment", "risk_difference", "lower", "upper"),
-            privacy=report.privacy,
-            min_cell_count=params.min_cell_count,
-        ),
+    report.publish(
+        risk_difference,
         "ae_risk_difference",
+        count_columns={
+            "n_with_event_treatment": "n_subjects_treatment",
+            "n_with_event_control": "n_subjects_control",
+        },
     )
     axes = safety_plots.plot_ae_dotplot(
         incidence,
         active[0],
         control,
         risk_difference=risk_difference,
-        min_count=min_count,
+        min_count=report.min_count,
         confidence=conf_level,
     )
     fig = axes.flat[0].figure
 else:
-    ax = safety_plots.plot_ae_incidence(incidence, min_count=min_count)
+    ax = safety_plots.plot_ae_incidence(incidence, min_count=report.min_count)
     fig = ax.figure
 report.save_figure(fig, "ae_dotplot")
-plt.show()
 
 # %% [markdown]
 # ## Across repeated infusions
@@ -221,9 +179,8 @@ plt.show()
 # %%
 if cohort.infusions["infusion_number"].max() > 1:
     trend = safety.infusion_trend(cohort, "peak_cadss")
-    report.save_table(trend.to_frame(), "cadss_trend")
+    report.publish(trend, "cadss_trend", record=False)
     report.record(cadss_trend=trend.to_frame().to_dict(orient="records"))
-    display(trend.to_frame())
 else:
     print("One infusion per subject: no trend over infusions.")
 
@@ -252,16 +209,14 @@ except DataValidationError as err:
         dissociation_timepoint=timepoint, dissociation_response=None, dissociation_note=str(err)
     )
 else:
-    report.save_table(dissociation.to_frame(), "dissociation_response")
+    report.publish(dissociation, "dissociation_response", record=False)
     report.record(
         dissociation_timepoint=timepoint,
         dissociation_response=dissociation.to_frame().to_dict(orient="records"),
     )
-    display(dissociation.to_frame())
 
 # %% [markdown]
 # ## Key numbers
 
 # %%
-report.write()
-display(report.results)
+report.finish()

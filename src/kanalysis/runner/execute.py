@@ -16,6 +16,7 @@ from kanalysis.errors import ConfigurationError, KanalysisError
 from kanalysis.runner.jsonio import RESULTS_SCHEMA_VERSION, _dump_json, read_results, to_jsonable
 from kanalysis.runner.manifest import _relative, _write_manifest
 from kanalysis.runner.params import (
+    KERNEL_DISPLAY_NAME,
     KERNEL_NAME,
     _primary_scale_of,
     declared_parameters,
@@ -150,13 +151,84 @@ def _default_run_id() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _export_html(nb_path: Path, html_path: Path) -> None:
+def _export_html(nb_path: Path, html_path: Path, *, with_code: bool = False) -> None:
+    """Export an executed notebook to HTML; without the code cells unless ``with_code``."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(nb_path, as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    exporter = HTMLExporter()
+    if not with_code:
+        exporter.exclude_input = True
+        exporter.exclude_input_prompt = True
+        exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nb)
     atomic_write_text(html_path, body)
+
+
+def _kernel_manager_class(socket_dir: Path):
+    """A kernel manager talking to the kernel over local IPC sockets in ``socket_dir``.
+
+    Over TCP without CurveZMQ keys ipykernel warns that traffic is unencrypted; IPC sockets are
+    files readable only by the user, so there is nothing to warn about.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _IPCKernelManager(AsyncKernelManager):
+        def __init__(self, *args: Any, **kwargs: Any):
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(socket_dir / "kernel"))
+            super().__init__(*args, **kwargs)
+
+    return _IPCKernelManager
+
+
+def _shown_path(path: str | os.PathLike[str], root: Path, run_dir: Path) -> str:
+    """``path`` as written into outputs: relative to the repository root when inside it, else
+    relative to the run folder (never absolute)."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(p, root.resolve())).as_posix()
+
+
+def _check_run_folder(out: Path, run_dir: Path, inputs: Iterable[Path]) -> None:
+    """Refuse a run folder that would replace or write into something kanalysis did not make."""
+    from kanalysis.runner.manifest import RUN_MARKER
+
+    for parent in (out, *out.parents):
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                what = "a file" if parent.is_file() else "not a folder"
+                raise ConfigurationError(
+                    f"--out {out}: {parent} is {what}; pass a folder (it is created if missing)."
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigurationError(
+                    f"--out {out}: the folder {parent} is not writable; pass a folder you can "
+                    "write to."
+                )
+            break
+    if run_dir.exists() or run_dir.is_symlink():
+        if not run_dir.is_dir() or run_dir.is_symlink():
+            raise ConfigurationError(
+                f"The run folder {run_dir} exists and is not a folder; pass another --run-id."
+            )
+        if any(run_dir.iterdir()):
+            marked = (run_dir / RUN_MARKER).exists()
+            raise ConfigurationError(
+                f"The run folder {run_dir} already exists and is not empty"
+                + (" (an earlier run)" if marked else " (and kanalysis did not create it)")
+                + "; pass another --run-id or --out. Nothing was changed."
+            )
+    for source in inputs:
+        source = source.resolve()
+        if run_dir == source or source in run_dir.parents or run_dir in source.parents:
+            raise ConfigurationError(
+                f"The run folder {run_dir} would lie inside, hold or be the input {source}; "
+                "pass an --out outside the cohort and the notebooks."
+            )
 
 
 def run_notebooks(
@@ -172,15 +244,17 @@ def run_notebooks(
     kernel_name: str = KERNEL_NAME,
     progress: bool = True,
     html: bool = True,
+    with_code: bool = False,
     execution_timeout: int | None = 1800,
     raise_on_error: bool = True,
 ) -> RunResult:
-    """Execute notebooks with papermill and write ``out/<run-id>/`` (see the module docstring).
+    """Execute notebooks with papermill and write ``out/<run-id>/`` (see the package docstring).
 
     Parameters
     ----------
     notebooks : iterable of str, optional
-        Names, numbers or topics (see :func:`find_notebooks`); None runs them all in order.
+        Names, numbers or topics (see :func:`find_notebooks`); None runs them all in order. An
+        empty selection is an error.
     cohort : path, optional
         Cohort folder, passed as ``cohort_path`` and every other ``*_cohort_path`` parameter not
         given in ``parameters`` (default: each notebook's default cohort).
@@ -188,12 +262,12 @@ def run_notebooks(
         Other notebook parameters (``-p NAME VALUE`` on the command line). Names no notebook
         declares are an error.
     privacy : {"none", "strict"}, optional
-        Shortcut for ``parameters["privacy"]``.
+        Shortcut for ``parameters["privacy"]`` (any case).
     out : path, default "reports"
         Parent folder of the run folder; keep it out of git.
     run_id : str, optional
         Name of the run folder; default a UTC timestamp. Pass one for a deterministic path. An
-        existing non-empty run folder is an error.
+        existing non-empty run folder is an error, and nothing is changed.
     notebook_dir, cwd : path, optional
         Notebook folder and the kernel's working directory; default ``notebooks/`` and the
         repository root, so that relative paths in parameters resolve from the root.
@@ -202,7 +276,9 @@ def run_notebooks(
     progress : bool
         Show a progress bar per notebook (cells) labelled with the notebook.
     html : bool
-        Export each executed notebook to HTML.
+        Export each executed notebook to HTML, and write the run's ``index.html``.
+    with_code : bool, default False
+        Keep the code cells in the HTML (by default the HTML shows narrative and results only).
     execution_timeout : int or None
         Seconds allowed per cell.
     raise_on_error : bool
@@ -212,29 +288,43 @@ def run_notebooks(
     -------
     RunResult
     """
+    import tempfile
+
     import jupytext
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    from kanalysis.runner.index import write_index
+    from kanalysis.runner.manifest import RUN_MARKER
+
+    if notebooks is not None:
+        notebooks = [n for n in (notebooks if not isinstance(notebooks, str) else [notebooks])]
+        if not any(str(n).strip().removesuffix(".py") for n in notebooks):
+            raise ConfigurationError(
+                "No notebook selected (--notebooks was empty); pass names, numbers or topics, "
+                "e.g. --notebooks 01,04, or leave it out to run every notebook."
+            )
     sources = find_notebooks(notebooks, notebook_dir)
     root = Path(cwd) if cwd is not None else project_root()
     params: dict[str, Any] = dict(parameters or {})
     if cohort is not None:
+        if not Path(cohort).is_dir():
+            raise ConfigurationError(
+                f"--cohort {cohort}: no such cohort folder (it must hold metadata.json and the "
+                "tables)."
+            )
         params["cohort_path"] = str(Path(cohort).resolve())
     if privacy is not None:
         params["privacy"] = privacy
     run_id = run_id or _default_run_id()
-    if not run_id or any(s in run_id for s in ("/", "\\", "..")):
+    if not run_id or any(s in run_id for s in ("/", "\\", "..")) or run_id.startswith("."):
         raise ConfigurationError(
             f"`run_id` must be a plain folder name, but {run_id!r} was passed."
         )
-    run_dir = (Path(out) / run_id).resolve()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigurationError(
-            f"The run folder {run_dir} already exists and is not empty; pass another --run-id or "
-            "remove it."
-        )
-    params["output_dir"] = str(run_dir)
+    out_path = Path(out).expanduser()
+    if not str(out):
+        raise ConfigurationError("--out is empty; pass the folder that receives the run folder.")
+    run_dir = (out_path / run_id).resolve()
 
     declared = {p.stem: declared_parameters(p) for p in sources}
     known = set().union(*(set(d) for d in declared.values()))
@@ -259,90 +349,131 @@ def run_notebooks(
             if key.endswith("cohort_path") and value is not None and not Path(value).is_absolute():
                 values[key] = str(root / value)
         checked = dict(values)
+        checked["output_dir"] = str(run_dir)
         if checked.get("scale") is None and checked.get("cohort_path"):
             # Range-check thresholds against the scale the notebook will use.
             checked["scale"] = _primary_scale_of(checked["cohort_path"])
         try:
             validate_parameters(**checked)
+            _check_cohort_privacy(checked)
         except ConfigurationError as exc:
             raise ConfigurationError(f"Notebook {name!r}: {exc}") from exc
         effective[name] = values
+    inputs = [Path(v) for vals in effective.values() for k, v in vals.items()
+              if k.endswith("cohort_path") and v is not None]
+    _check_run_folder(out_path, run_dir, [*inputs, *(s.parent for s in sources)])
     _check_kernel(kernel_name)
 
+    # What the notebooks (and so every output) see: paths relative to the repository root, or
+    # to it through "..", never absolute.
+    shown = {k: (_shown_path(v, root, run_dir) if k.endswith("cohort_path") and v else v)
+             for k, v in params.items()}
+    shown["output_dir"] = _shown_path(run_dir, root, run_dir)
+    shown_effective = {
+        name: {k: (_shown_path(v, root, run_dir) if k.endswith("cohort_path") and v else v)
+               for k, v in values.items()} | {"output_dir": shown["output_dir"]}
+        for name, values in effective.items()
+    }
+
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    try:
+        (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / RUN_MARKER, "A kanalysis run folder (kanalysis run).\n")
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot create the run folder {run_dir}: {exc.strerror}.") from exc
     records: list[dict[str, Any]] = []
     failure: NotebookExecutionError | None = None
-    for i, src in enumerate(sources, start=1):
-        name = src.stem
-        nb = jupytext.read(src)
-        nb.metadata["kernelspec"] = {
-            "name": kernel_name,
-            "display_name": "Python 3 (kanalysis)",
-            "language": "python",
-        }
-        nb_params = {k: v for k, v in params.items() if k in declared[name]}
-        final = run_dir / "notebooks" / f"{name}.ipynb"
-        partial = final.with_name(f".{name}.partial.ipynb")
-        t0 = time.perf_counter()
-        record: dict[str, Any] = {
-            "name": name,
-            "source": _relative(src, root),
-            "parameters": to_jsonable(nb_params),
-        }
-        try:
-            pm.execute_notebook(
-                nb,
-                str(partial),
-                parameters=nb_params,
-                kernel_name=kernel_name,
-                cwd=str(root),
-                progress_bar={"desc": f"[{i}/{len(sources)}] {name}", "unit": "cell"}
-                if progress
-                else False,
-                execution_timeout=execution_timeout,
-                log_output=False,
-            )
-            record["status"] = "completed"
-        except PapermillExecutionError as exc:
-            record["status"] = "failed"
-            record["error"] = {
-                "cell_index": exc.cell_index,
-                "ename": exc.ename,
-                "evalue": exc.evalue,
+    socket_dir = Path(tempfile.mkdtemp(prefix="kanalysis-kernel-"))
+    try:
+        for i, src in enumerate(sources, start=1):
+            name = src.stem
+            nb = jupytext.read(src)
+            nb.metadata["kernelspec"] = {
+                "name": kernel_name,
+                "display_name": KERNEL_DISPLAY_NAME,
+                "language": "python",
             }
-            failure = NotebookExecutionError(
-                name, exc.cell_index, exc.ename, exc.evalue, final, source=exc.source or ""
-            )
-        except (RuntimeError, TimeoutError, OSError) as exc:
-            # The kernel died (nbclient DeadKernelError), a cell timed out (CellTimeoutError) or
-            # the kernel could not start: no cell raised, so the running cell is not known.
-            record["status"] = "failed"
-            record["error"] = {"cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)}
-            failure = NotebookExecutionError(name, -1, type(exc).__name__, str(exc), final)
-        finally:
-            if partial.exists():
-                os.replace(partial, final)
-        record["duration_s"] = round(time.perf_counter() - t0, 3)
-        record["executed"] = _relative(final, run_dir)
-        if html and final.exists():
-            html_path = run_dir / "html" / f"{name}.html"
-            _export_html(final, html_path)
-            record["html"] = _relative(html_path, run_dir)
-        records.append(record)
-        if failure is not None:
-            break
+            nb_params = {k: v for k, v in shown.items() if k in declared[name] or k == "output_dir"}
+            final = run_dir / "notebooks" / f"{name}.ipynb"
+            partial = final.with_name(f".{name}.partial.ipynb")
+            t0 = time.perf_counter()
+            record: dict[str, Any] = {
+                "name": name,
+                "source": _relative(src, root),
+                "parameters": to_jsonable(nb_params),
+            }
+            try:
+                pm.execute_notebook(
+                    nb,
+                    str(partial),
+                    parameters=nb_params,
+                    kernel_name=kernel_name,
+                    cwd=str(root),
+                    progress_bar={"desc": f"[{i}/{len(sources)}] {name}", "unit": "cell"}
+                    if progress
+                    else False,
+                    execution_timeout=execution_timeout,
+                    log_output=False,
+                    kernel_manager_class=_kernel_manager_class(socket_dir),
+                )
+                record["status"] = "completed"
+            except PapermillExecutionError as exc:
+                record["status"] = "failed"
+                record["error"] = {
+                    "cell_index": exc.cell_index,
+                    "ename": exc.ename,
+                    "evalue": exc.evalue,
+                }
+                failure = NotebookExecutionError(
+                    name, exc.cell_index, exc.ename, exc.evalue, final, source=exc.source or ""
+                )
+            except (RuntimeError, TimeoutError, OSError) as exc:
+                # The kernel died (nbclient DeadKernelError), a cell timed out
+                # (CellTimeoutError) or the kernel could not start: no cell raised, so the
+                # running cell is not known.
+                record["status"] = "failed"
+                record["error"] = {
+                    "cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)
+                }
+                failure = NotebookExecutionError(name, -1, type(exc).__name__, str(exc), final)
+            finally:
+                if partial.exists():
+                    _strip_machine_paths(partial, src, root)
+                    os.replace(partial, final)
+            record["duration_s"] = round(time.perf_counter() - t0, 3)
+            record["executed"] = _relative(final, run_dir)
+            if html and final.exists():
+                html_path = run_dir / "html" / f"{name}.html"
+                _export_html(final, html_path, with_code=with_code)
+                record["html"] = _relative(html_path, run_dir)
+            records.append(record)
+            if failure is not None:
+                break
+    finally:
+        import shutil
+
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
     results_path = run_dir / "results.json"
     if not results_path.exists():
         atomic_write_text(results_path, _dump_json({"schema_version": RESULTS_SCHEMA_VERSION}))
+    if html:
+        write_index(
+            run_dir,
+            run_id=run_id,
+            records=records,
+            parameters=shown,
+            results=read_results(run_dir),
+            ok=failure is None,
+        )
     manifest_path = _write_manifest(
         run_dir,
         run_id=run_id,
         started=started,
         records=records,
-        params=params,
+        params=shown,
         effective=effective,
+        shown_effective=shown_effective,
         root=root,
         sources=sources,
         ok=failure is None,
@@ -359,3 +490,33 @@ def run_notebooks(
         raise failure
     return result
 
+
+def _check_cohort_privacy(values: Mapping[str, Any]) -> None:
+    """The cohort's metadata privacy settings are valid (the stricter of them and the parameters
+    applies in the notebooks)."""
+    import json
+
+    from kanalysis.privacy import PrivacyPolicy
+
+    path = Path(values.get("cohort_path") or "") / "metadata.json"
+    if not path.is_file():
+        return
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # load_cohort reports a broken metadata.json with its own message
+    try:
+        PrivacyPolicy.resolve(values.get("privacy"), values.get("min_cell_count"), metadata)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (in {path.parent.name}/metadata.json)") from exc
+
+
+def _strip_machine_paths(nb_path: Path, source: Path, root: Path) -> None:
+    """Replace papermill's absolute input/output paths in the executed notebook's metadata."""
+    import json
+
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    meta = nb.get("metadata", {}).get("papermill", {})
+    meta["input_path"] = _relative(source, root)
+    meta["output_path"] = f"notebooks/{nb_path.name.removeprefix('.').replace('.partial', '')}"
+    atomic_write_text(nb_path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")

@@ -17,6 +17,8 @@ from kanalysis._io import atomic_write_text
 from kanalysis.runner.jsonio import _dump_json, to_jsonable
 
 MANIFEST_SCHEMA_VERSION = "1.0"
+#: The file that marks a folder as a kanalysis run folder.
+RUN_MARKER = ".kanalysis-run"
 
 _PACKAGES = (
     "kanalysis",
@@ -84,10 +86,12 @@ def _git_state(root: Path) -> dict[str, Any]:
 
 
 def _relative(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` (through ``..`` when outside it), never absolute."""
+    path, base = Path(path).resolve(), Path(base).resolve()
     try:
-        return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
+        return path.relative_to(base).as_posix()
     except ValueError:
-        return str(path)
+        return Path(os.path.relpath(path, base)).as_posix()
 
 
 def _write_manifest(
@@ -98,6 +102,7 @@ def _write_manifest(
     records: list[dict[str, Any]],
     params: Mapping[str, Any],
     effective: Mapping[str, Mapping[str, Any]],
+    shown_effective: Mapping[str, Mapping[str, Any]] | None = None,
     root: Path,
     sources: Sequence[Path],
     ok: bool,
@@ -123,7 +128,9 @@ def _write_manifest(
         "started_at": started,
         "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "parameters": to_jsonable(params),
-        "notebook_parameters": to_jsonable(effective),
+        "notebook_parameters": to_jsonable(
+            shown_effective if shown_effective is not None else effective
+        ),
         "notebooks": records,
         "inputs": inputs,
         "packages": _package_versions(),

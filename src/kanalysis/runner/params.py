@@ -23,6 +23,8 @@ from kanalysis.errors import ConfigurationError
 from kanalysis.tables import PRIVACY_MODES, check_privacy
 
 KERNEL_NAME = "python3"
+#: How JupyterLab and the executed notebooks name the project's kernel.
+KERNEL_DISPLAY_NAME = "Python 3 (kanalysis)"
 #: The notebooks of a full run, in order. Adding a notebook is this one line (``kanalysis run``
 #: runs every ``notebooks/NN_*.py`` it finds; this list is what the tests hold the folder to).
 NOTEBOOKS = (
@@ -311,11 +313,12 @@ def validate_parameters(
             f"Parameter `figure_formats` must list formats among {list(FIGURE_FORMATS)} "
             f"(comma-separated), but {figure_formats!r} was passed."
         )
-    if privacy not in PRIVACY_MODES:
+    if not isinstance(privacy, str) or privacy.strip().lower() not in PRIVACY_MODES:
         raise ConfigurationError(
-            f"The value for parameter `privacy` must be one of {list(PRIVACY_MODES)}, but "
-            f"{privacy!r} was passed."
+            f"The value for parameter `privacy` must be one of {list(PRIVACY_MODES)} (any case), "
+            f"but {privacy!r} was passed."
         )
+    privacy = privacy.strip().lower()
     if isinstance(min_cell_count, float) and float(min_cell_count).is_integer():
         min_cell_count = int(min_cell_count)
     try:
