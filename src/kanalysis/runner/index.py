@@ -118,10 +118,12 @@ def write_index(
         + "</table>"
     )
     parts.append("<h2>Parameters</h2>")
-    parts.append(_rows([(k, v) for k, v in sorted(parameters.items())] or [("(defaults)", "")]))
+    shown = [(k, v) for k, v in sorted(parameters.items()) if k != "output_dir"]
+    parts.append(_rows(shown or [("(the notebooks' defaults)", "")]))
     parts.append("<h2>Key numbers</h2>")
     for record in records:
-        section = results.get(record["name"])
+        name = record["name"]
+        section = results.get(name, results.get(name.split("_", 1)[-1]))
         if not isinstance(section, Mapping) or not section:
             continue
         table = key_numbers_table(section)

@@ -301,6 +301,7 @@ def validate_parameters(
         # Relative to the repository root, wherever the kernel runs (JupyterLab starts it in
         # notebooks/), so that outputs always land in the git-ignored reports/ folder.
         output_dir = str(project_root() / output_dir)
+    output_dir = str(Path(output_dir).resolve())
     if isinstance(figure_formats, str):
         formats = tuple(
             f.strip().lower().lstrip(".") for f in figure_formats.split(",") if f.strip()

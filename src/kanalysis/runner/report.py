@@ -175,9 +175,10 @@ class NotebookReport:
     ) -> pd.DataFrame:
         """The table of ``result`` (a result object or a DataFrame) with small cells suppressed.
 
-        Counts are the result's ``count_columns`` (each with its denominator), else
-        ``count_columns``, else the columns that look like counts
-        (:func:`kanalysis.runner.display.detect_count_columns`).
+        Counts are ``count_columns`` (each with its denominator), else the result's
+        ``count_columns``; columns that look like counts
+        (:func:`kanalysis.runner.display.detect_count_columns`) are always added, so a count
+        nobody declared is still protected.
         """
         frame = result.to_frame() if hasattr(result, "to_frame") else result
         if not isinstance(frame, pd.DataFrame):
@@ -185,10 +186,15 @@ class NotebookReport:
                 f"publish: expected a result object (with to_frame()) or a DataFrame, got "
                 f"{type(result).__name__}."
             )
-        counts = count_columns
-        if counts is None:
+        if count_columns is None:
             counts = dict(getattr(result, "count_columns", None) or {})
-            for column in detect_count_columns(frame):
+        elif isinstance(count_columns, Mapping):
+            counts = dict(count_columns)
+        else:
+            counts = {c: None for c in count_columns}
+        for column in detect_count_columns(frame):
+            # Columns that look like counts are protected too, even when not declared.
+            if column not in counts.values():
                 counts.setdefault(column, None)
         frame = self.in_visit_order(frame)
         return self.policy.apply(frame, counts, derived=derived)
@@ -246,15 +252,16 @@ class NotebookReport:
         shown = format_table(table, count_columns=counts)
         if show:
             _display(shown)
+            return _displayed(shown)
         return shown
 
     def show(self, table: pd.DataFrame) -> pd.DataFrame:
         """Display a table (suppressed under strict privacy) formatted for reading, unsaved."""
         shown = format_table(self.suppressed(table))
         _display(shown)
-        return shown
+        return _displayed(shown)
 
-    def save_figure(self, fig, name: str, *, show: bool = True, **kwargs: Any) -> list[Path]:
+    def save_figure(self, fig, name: str, *, show: bool = True, **kwargs: Any) -> SavedFiles:
         """Save ``fig`` as ``figures/<notebook>_<name>.<fmt>``, display it here, and close it."""
         import matplotlib.pyplot as plt
 
@@ -268,9 +275,9 @@ class NotebookReport:
         )
         self.n_figures += 1
         if show:
-            _display(fig)
+            _display_figure(fig)
         plt.close(fig)
-        return paths
+        return SavedFiles(paths)
 
     def record(self, **values: Any) -> None:
         """Add key numbers to this notebook's section of ``results.json`` (written by ``write``).
@@ -295,7 +302,7 @@ class NotebookReport:
         self.write()
         table = self.key_numbers()
         _display(table)
-        return table
+        return _displayed(table)
 
     def count(self, n: int | float) -> int | str:
         """A count for results or annotations: as is, or ``"<min_cell_count"`` when small in strict
@@ -343,6 +350,49 @@ def _suppress_counts(value: Any, key: str, policy: PrivacyPolicy) -> Any:
     except ImportError:  # pragma: no cover
         pass
     return value
+
+
+class DisplayedTable(pd.DataFrame):
+    """A table that has been displayed already: as a cell's last value it is not shown twice.
+
+    Any operation on it gives a plain DataFrame.
+    """
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def _ipython_display_(self) -> None:
+        """Shown where it was made; nothing more to display."""
+
+
+class SavedFiles(list):
+    """The paths a figure was saved to (displayed already, so not shown again as a value)."""
+
+    def _ipython_display_(self) -> None:
+        """The figure itself was displayed where it was saved."""
+
+
+def _displayed(table: pd.DataFrame) -> pd.DataFrame:
+    return DisplayedTable(table)
+
+
+def _display_figure(fig) -> None:
+    """Display a matplotlib figure as a PNG image, whatever the backend (papermill runs the
+    kernel without the inline backend's formatters, JupyterLab with them)."""
+    import io
+
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:  # pragma: no cover
+        return
+    if get_ipython() is None:
+        return
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=144, bbox_inches="tight")
+    width = int(round(fig.get_figwidth() * 96))
+    display(Image(data=buffer.getvalue(), format="png", width=width))
 
 
 def _display(obj: Any) -> None:
