@@ -183,14 +183,28 @@ def _kernel_manager_class(socket_dir: Path):
     return _IPCKernelManager
 
 
-def _shown_path(path: str | os.PathLike[str], root: Path, run_dir: Path) -> str:
-    """``path`` as written into outputs: relative to the repository root when inside it, else
-    relative to the run folder (never absolute)."""
-    p = Path(path).resolve()
+def _inside(path: Path, base: Path) -> bool:
     try:
-        return p.relative_to(root.resolve()).as_posix()
+        path.resolve().relative_to(base.resolve())
     except ValueError:
-        return Path(os.path.relpath(p, root.resolve())).as_posix()
+        return False
+    return True
+
+
+def _injected_path(path: str | os.PathLike[str], root: Path) -> str:
+    """A path as passed to the kernel (which runs in ``root``): relative inside the repository,
+    else absolute."""
+    p = Path(path).resolve()
+    return p.relative_to(root.resolve()).as_posix() if _inside(p, root) else str(p)
+
+
+def _shown_path(path: str | os.PathLike[str], root: Path, run_dir: Path) -> str:
+    """A path as written into outputs, never absolute: relative to the repository root when
+    inside it, else relative to the run folder."""
+    p = Path(path).resolve()
+    if _inside(p, root):
+        return p.relative_to(root.resolve()).as_posix()
+    return Path(os.path.relpath(p, run_dir.resolve())).as_posix()
 
 
 def _check_run_folder(out: Path, run_dir: Path, inputs: Iterable[Path]) -> None:
@@ -364,13 +378,19 @@ def run_notebooks(
     _check_run_folder(out_path, run_dir, [*inputs, *(s.parent for s in sources)])
     _check_kernel(kernel_name)
 
-    # What the notebooks (and so every output) see: paths relative to the repository root, or
-    # to it through "..", never absolute.
-    shown = {k: (_shown_path(v, root, run_dir) if k.endswith("cohort_path") and v else v)
-             for k, v in params.items()}
-    shown["output_dir"] = _shown_path(run_dir, root, run_dir)
+    # Paths the kernel gets (relative inside the repository, else absolute), and the same paths
+    # as every output shows them (never absolute: relative to the repository or the run folder).
+    def is_path(key: str, value: Any) -> bool:
+        return (key.endswith("cohort_path") or key == "output_dir") and bool(value)
+
+    params["output_dir"] = str(run_dir)
+    injected = {k: (_injected_path(v, root) if is_path(k, v) else v) for k, v in params.items()}
+    shown = {k: (_shown_path(v, root, run_dir) if is_path(k, v) else v) for k, v in params.items()}
+    replacements = {
+        injected[k]: shown[k] for k in params if is_path(k, params[k]) and injected[k] != shown[k]
+    }
     shown_effective = {
-        name: {k: (_shown_path(v, root, run_dir) if k.endswith("cohort_path") and v else v)
+        name: {k: (_shown_path(v, root, run_dir) if is_path(k, v) else v)
                for k, v in values.items()} | {"output_dir": shown["output_dir"]}
         for name, values in effective.items()
     }
@@ -393,14 +413,16 @@ def run_notebooks(
                 "display_name": KERNEL_DISPLAY_NAME,
                 "language": "python",
             }
-            nb_params = {k: v for k, v in shown.items() if k in declared[name] or k == "output_dir"}
+            nb_params = {
+                k: v for k, v in injected.items() if k in declared[name] or k == "output_dir"
+            }
             final = run_dir / "notebooks" / f"{name}.ipynb"
             partial = final.with_name(f".{name}.partial.ipynb")
             t0 = time.perf_counter()
             record: dict[str, Any] = {
                 "name": name,
-                "source": _relative(src, root),
-                "parameters": to_jsonable(nb_params),
+                "source": _shown_path(src, root, run_dir),
+                "parameters": to_jsonable({k: shown[k] for k in nb_params}),
             }
             try:
                 pm.execute_notebook(
@@ -438,7 +460,7 @@ def run_notebooks(
                 failure = NotebookExecutionError(name, -1, type(exc).__name__, str(exc), final)
             finally:
                 if partial.exists():
-                    _strip_machine_paths(partial, src, root)
+                    _strip_machine_paths(partial, src, root, replacements)
                     os.replace(partial, final)
             record["duration_s"] = round(time.perf_counter() - t0, 3)
             record["executed"] = _relative(final, run_dir)
@@ -511,12 +533,20 @@ def _check_cohort_privacy(values: Mapping[str, Any]) -> None:
         raise ConfigurationError(f"{exc} (in {path.parent.name}/metadata.json)") from exc
 
 
-def _strip_machine_paths(nb_path: Path, source: Path, root: Path) -> None:
-    """Replace papermill's absolute input/output paths in the executed notebook's metadata."""
+def _strip_machine_paths(
+    nb_path: Path, source: Path, root: Path, replacements: Mapping[str, str]
+) -> None:
+    """Replace absolute paths in the executed notebook: papermill's input and output paths, and
+    the absolute parameter values the kernel needed (in the injected cell and the metadata)."""
     import json
 
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
     meta = nb.get("metadata", {}).get("papermill", {})
-    meta["input_path"] = _relative(source, root)
+    name = _relative(source, root)
+    meta["input_path"] = name if not name.startswith("..") else source.name
     meta["output_path"] = f"notebooks/{nb_path.name.removeprefix('.').replace('.partial', '')}"
-    atomic_write_text(nb_path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    text = json.dumps(nb, indent=1, ensure_ascii=False)
+    # Longest first, so that a folder inside another is replaced whole.
+    for absolute in sorted(replacements, key=len, reverse=True):
+        text = text.replace(json.dumps(absolute)[1:-1], json.dumps(replacements[absolute])[1:-1])
+    atomic_write_text(nb_path, text + "\n")

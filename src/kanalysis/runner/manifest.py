@@ -94,6 +94,12 @@ def _relative(path: Path, base: Path) -> str:
         return Path(os.path.relpath(path, base)).as_posix()
 
 
+def _outside_name(path: Path, root: Path, run_dir: Path) -> str:
+    """Relative to the repository when inside it, else to the run folder (never absolute)."""
+    name = _relative(path, root)
+    return _relative(path, run_dir) if name.startswith("..") else name
+
+
 def _write_manifest(
     run_dir: Path,
     *,
@@ -118,9 +124,9 @@ def _write_manifest(
     )
     for cohort_dir in cohort_dirs:
         for path in sorted(p for p in cohort_dir.rglob("*") if p.is_file()):
-            inputs[_relative(path, root)] = sha256_file(path)
+            inputs[_outside_name(path, root, run_dir)] = sha256_file(path)
     for src in sources:
-        inputs[_relative(src, root)] = sha256_file(src)
+        inputs[_outside_name(src, root, run_dir)] = sha256_file(src)
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "run_id": run_id,
