@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import kanalysis as ka
+from kanalysis.cohort import SCHEMA_VERSION
 from kanalysis.errors import ConfigurationError, DataValidationError
 
 
@@ -17,7 +18,7 @@ def test_load_exposes_tables_metadata_and_truth(cohort_maintenance):
     c = cohort_maintenance
     assert isinstance(c.subjects, pd.DataFrame) and c.n_subjects == 200
     assert c.primary_scale == "MADRS"
-    assert c.metadata["design"] == "maintenance" and c.metadata["schema_version"] == "1.0"
+    assert c.metadata["design"] == "maintenance" and c.metadata["schema_version"] == SCHEMA_VERSION
     assert c.truth["maintenance_hr"] == 0.4
     assert list(c.tables)[:3] == ["subjects", "assessments", "infusions"]
     assert "subjects=200" in repr(c)

@@ -17,11 +17,27 @@ from kanalysis import __version__
 from kanalysis.errors import KanalysisError
 
 
+def _whole_number(text: str) -> int:
+    """argparse type: a whole number, also written as 1e6 or 1000.0 (refused if fractional)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(value)
+
+
 def _add_synth_parser(sub) -> None:
     p = sub.add_parser("synth", help="generate a synthetic ketamine cohort folder")
     p.add_argument("--design", required=True, choices=["single", "serial", "maintenance", "clinic"])
-    p.add_argument("--n-subjects", type=int, default=None, help="number of subjects")
-    p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same bytes)")
+    p.add_argument("--n-subjects", type=_whole_number, default=None, help="number of subjects")
+    p.add_argument("--seed", type=_whole_number, default=None,
+                   help="random seed, a whole number >= 0 (same seed, same bytes)")
     p.add_argument("--mnar", action="store_true", help="missing-not-at-random dropout")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
@@ -29,8 +45,11 @@ def _add_synth_parser(sub) -> None:
 
 def _cmd_synth(args) -> int:
     from kanalysis import synthetic
+    from kanalysis._paths import COHORT_MARKER, check_output_dir
 
     seed = synthetic.DEFAULT_SEED if args.seed is None else args.seed
+    synthetic.check_arguments(args.design, n_subjects=args.n_subjects, seed=seed)
+    check_output_dir(args.out, marker=COHORT_MARKER, what="--out")
     cohort = synthetic.generate(args.design, n_subjects=args.n_subjects, seed=seed,
                                 mnar=args.mnar)
     report = cohort.validate()
@@ -49,13 +68,27 @@ def _add_validate_parser(sub) -> None:
     p.add_argument("cohort", help="cohort folder")
     p.add_argument("--format", choices=["text", "markdown", "html", "csv"], default="text",
                    help="how to print the problems")
+    p.add_argument("--report", default=None,
+                   help="also write the problems to this file (.md, .html, .csv or .txt)")
+
+
+_VALIDATION_SIGNATURES = (b"No problems found", b"<p>No problems found", b"| severity |",
+                          b"<table", b"table,column,rows,rule,values,severity",
+                          b"kanalysis validation report")
 
 
 def _cmd_validate(args) -> int:
+    from pathlib import Path
+
+    from kanalysis._io import atomic_write_text
+    from kanalysis._paths import check_output_file
     from kanalysis.cohort import load_cohort
     from kanalysis.errors import DataValidationError
     from kanalysis.validation import ValidationReport
 
+    if args.report:
+        check_output_file(args.report, inputs=[args.cohort], signature=_VALIDATION_SIGNATURES,
+                          what="--report")
     try:
         cohort = load_cohort(args.cohort, validate=False)
         report = cohort.validate()
@@ -65,9 +98,17 @@ def _cmd_validate(args) -> int:
             report.problems = err.problems
         else:
             report.add("cohort", None, None, str(err))
-    out = {"text": str, "markdown": ValidationReport.to_markdown,
-           "html": ValidationReport.to_html,
-           "csv": lambda r: r.problems.to_csv(index=False)}[args.format](report)
+    render = {"text": str, "markdown": ValidationReport.to_markdown,
+              "html": ValidationReport.to_html,
+              "csv": lambda r: r.problems.to_csv(index=False)}
+    out = render[args.format](report)
+    if args.report:
+        suffix = Path(args.report).suffix.lower()
+        kind = {".md": "markdown", ".html": "html", ".htm": "html", ".csv": "csv"}.get(suffix, "text")
+        text = render[kind](report)
+        if kind == "text":
+            text = "kanalysis validation report\n" + text
+        atomic_write_text(args.report, text if text.endswith("\n") else text + "\n")
     if report.ok:
         print(f"{args.cohort}: valid." + ("" if report.problems.empty else "\n" + out))
         return 0
@@ -151,9 +192,11 @@ def _add_import_parser(sub) -> None:
     p = sub.add_parser(
         "import", help="import real data (clinic export + mapping, or CDISC ADaM) as a cohort folder"
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--mapping", help="mapping file (.toml/.yaml) describing a clinic export")
-    src.add_argument("--adam", help="folder with ADSL, ADQS, ADEX (+ ADAE, ADVS, ADTTE) as .xpt or .sas7bdat")
+    p.add_argument("--mapping", help="mapping file (.toml/.yaml) describing a clinic export, or "
+                   "the REDCap instruments with --redcap")
+    p.add_argument("--adam", help="folder with ADSL, ADQS, ADEX (+ ADAE, ADVS, ADTTE) as .xpt or .sas7bdat")
+    p.add_argument("--redcap", help="REDCap records export (CSV, raw values or labels)")
+    p.add_argument("--dictionary", help="REDCap data dictionary (CSV) of the project")
     p.add_argument("--out", required=True, help="cohort folder to write (replaced atomically)")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--report", default=None,
@@ -175,21 +218,52 @@ def _add_import_parser(sub) -> None:
                         "mapping sets pseudonymise_ids = false)")
 
 
-def _cmd_import(args) -> int:
-    from pathlib import Path
+_REPORT_SIGNATURES = (b"# Import report", b"<!DOCTYPE html>")
+_ID_KEY_SIGNATURE = (b"original_id,subject_id",)
 
+
+def _cmd_import(args) -> int:
+    from kanalysis._io import atomic_write_text
+    from kanalysis._paths import COHORT_MARKER, check_output_dir, check_output_file
     from kanalysis.importers import import_adam, import_clinic
 
     def pairs(items, what):
         out = {}
         for item in items:
             key, sep, value = item.partition("=")
-            if not sep or not key or not value:
+            if not sep or not key.strip() or not value.strip():
                 raise KanalysisError(f"--{what} expects NAME=VALUE, got {item!r}")
             out[key.strip()] = value.strip()
         return out
 
+    if args.redcap and not (args.dictionary and args.mapping):
+        raise KanalysisError("--redcap needs --dictionary DICTIONARY.csv and --mapping MAP.toml")
+    if args.dictionary and not args.redcap:
+        raise KanalysisError("--dictionary is for a REDCap import (--redcap RECORDS.csv)")
+    if args.adam and args.mapping:
+        raise KanalysisError("give either --adam DIR or --mapping FILE, not both")
+    if not (args.adam or args.mapping or args.redcap):
+        raise KanalysisError("give --adam DIR, --mapping FILE or --redcap RECORDS.csv")
+    if args.default_duration_min is not None and not (
+            0 <= args.default_duration_min <= 24 * 60):
+        raise KanalysisError("--default-duration-min must be a number of minutes between 0 and "
+                             f"1440, got {args.default_duration_min!r}")
+    inputs = [p for p in (args.mapping, args.adam, args.redcap, args.dictionary) if p]
     if args.mapping:
+        inputs += _mapping_inputs(args.mapping)
+    out = check_output_dir(args.out, inputs=inputs, marker=COHORT_MARKER, what="--out")
+    if args.report:
+        check_output_file(args.report, inputs=[*inputs, args.out], signature=_REPORT_SIGNATURES,
+                          what="--report")
+    if args.id_key:
+        check_output_file(args.id_key, inputs=[*inputs, args.out], signature=_ID_KEY_SIGNATURE,
+                          what="--id-key")
+
+    if args.redcap:
+        from kanalysis.importers.redcap import import_redcap
+
+        result = import_redcap(args.redcap, dictionary=args.dictionary, mapping=args.mapping)
+    elif args.mapping:
         result = import_clinic(args.mapping)
     else:
         result = import_adam(args.adam, scale_map=pairs(args.scale, "scale"),
@@ -198,31 +272,36 @@ def _cmd_import(args) -> int:
                              default_duration_min=args.default_duration_min,
                              pseudonymise=args.pseudonymise)
     if args.report:
+        from pathlib import Path
+
         path = Path(args.report)
         text = result.to_html() if path.suffix.lower() in (".html", ".htm") else result.to_markdown()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, text)
     if args.id_key and result.id_key is not None:
         # Written even when the import fails: the report names subjects by pseudonym only.
-        key = Path(args.id_key)
-        key.parent.mkdir(parents=True, exist_ok=True)
-        tmp = key.with_name(f".{key.name}.tmp")
-        result.id_key.to_csv(tmp, index=False)
-        tmp.replace(key)
+        atomic_write_text(args.id_key, result.id_key.to_csv(index=False, lineterminator="\n"))
     if not result.ok:
         text = result.to_html() if args.report_format == "html" else result.to_markdown()
         print(text, file=sys.stderr)
         print(f"kanalysis import: {len(result.report.errors)} error(s); no cohort written.",
               file=sys.stderr)
         return 1
-    folder = result.save(args.out, format=args.format)
+    folder = result.save(out, format=args.format, inputs=inputs)
     n_warn = len(result.report.warnings)
     print(f"wrote {folder}: {result.cohort.n_subjects} subjects "
           f"({', '.join(f'{n} {len(t)}' for n, t in result.cohort.tables.items())}); "
           f"{n_warn} warning(s); report in {folder / 'import_report.md'}")
     return 0
+
+
+def _mapping_inputs(mapping: str) -> list[str]:
+    """The export files a mapping names (so that --out cannot replace them); best effort."""
+    from kanalysis.importers.clinic import mapping_files
+
+    try:
+        return [str(p) for p in mapping_files(mapping)]
+    except KanalysisError:
+        return []
 
 
 _COMMANDS = ["synth", "validate", "summary", "run", "figures", "import"]
@@ -249,6 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args) or 0)
     except KanalysisError as err:
         print(f"kanalysis {args.command}: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file system refusal the checks could not foresee (disk full, ...)
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"kanalysis {args.command}: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"kanalysis {args.command}: out of memory; use a smaller input or a larger machine.",
+              file=sys.stderr)
         return 2
 
 

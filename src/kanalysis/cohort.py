@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from kanalysis._io import replace_folder
@@ -23,7 +24,11 @@ from kanalysis.errors import ConfigurationError, DataValidationError
 
 __all__ = ["Cohort", "load_cohort", "REQUIRED_TABLES", "OPTIONAL_TABLES", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+# Versions this kanalysis reads: 1.0 required every covariate column; 1.1 requires only the
+# structural columns (docs/data_model.md). Both read the same way.
+READABLE_SCHEMA_VERSIONS = ("1.0", "1.1")
+_MAX_JSON_BYTES = 50_000_000
 REQUIRED_TABLES = ("subjects", "assessments", "infusions")
 OPTIONAL_TABLES = ("vitals", "adverse_events", "clinical_events")
 ALL_TABLES = REQUIRED_TABLES + OPTIONAL_TABLES
@@ -71,6 +76,7 @@ class Cohort:
     clinical_events: pd.DataFrame | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     truth: dict[str, Any] | None = None
+    notes: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ALL_TABLES:
@@ -81,7 +87,36 @@ class Cohort:
                 raise ConfigurationError(
                     f"Cohort table {name!r} must be a pandas DataFrame, got {type(value).__name__}."
                 )
+        if not isinstance(self.metadata, dict):
+            raise ConfigurationError(
+                f"Cohort metadata must be a dict, got {type(self.metadata).__name__}.")
         self.metadata = {"schema_version": SCHEMA_VERSION, **(self.metadata or {})}
+        self._normalise_scales()
+
+    def _normalise_scales(self) -> None:
+        """Registered scales under their canonical names (``PHQ-9``, ``phq9`` -> ``PHQ9``), once.
+
+        Analyses compare scale names exactly, so an alias left in the data would silently select
+        fewer rows. Unknown names are kept (validation reports them with their rows).
+        """
+        from kanalysis.scales import canonical_scale_name
+
+        a = self.assessments
+        if "scale" in a.columns and len(a):
+            names = a["scale"]
+            uniques = pd.unique(names.dropna())
+            mapping = {u: canonical_scale_name(u) for u in uniques}
+            if any(k != v for k, v in mapping.items()):
+                self.assessments = a.assign(
+                    scale=names.map(lambda v: mapping.get(v, v) if v is not None else v))
+        for key in ("primary_scale",):
+            value = self.metadata.get(key)
+            if isinstance(value, str) and value:
+                self.metadata[key] = canonical_scale_name(value)
+        scales = self.metadata.get("scales")
+        if isinstance(scales, list):
+            self.metadata["scales"] = list(dict.fromkeys(
+                canonical_scale_name(v) if isinstance(v, str) else v for v in scales))
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -132,9 +167,11 @@ class Cohort:
         Path
             The folder written.
         """
+        from kanalysis._paths import COHORT_MARKER, check_output_dir
+
         if format not in ("csv", "parquet"):
             raise ConfigurationError(f"format must be 'csv' or 'parquet', got {format!r}.")
-        target = Path(path)
+        target = check_output_dir(path, marker=COHORT_MARKER, what="cohort folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
@@ -170,20 +207,171 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _fail(path: Path, rule: str, table: str | None = None) -> DataValidationError:
+    name = table or path.stem
+    problems = pd.DataFrame([{"table": name, "column": None, "rows": None,
+                              "rule": f"{path.name}: {rule}", "values": None,
+                              "severity": "error"}])
+    return DataValidationError(f"{path.name}: {rule}", problems)
+
+
+def _scan_nul(path: Path, table: str) -> None:
+    """Refuse NUL bytes in a text table: the CSV reader would cut the cell at the NUL silently."""
+    line = 1
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            at = block.find(b"\x00")
+            if at >= 0:
+                line += block.count(b"\n", 0, at)
+                raise _fail(path, f"contains a NUL byte (line {line}); the file is binary or "
+                            "corrupt: re-export it as plain text", table)
+            line += block.count(b"\n")
+
+
+def _csv_header(path: Path, table: str) -> list[str]:
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        try:
+            header = next(csv.reader(handle), None)
+        except csv.Error as err:
+            raise _fail(path, f"the header line cannot be read as CSV ({err})", table) from None
+    if header is None or not any(h.strip() for h in header):
+        raise _fail(path, "the file is empty (no header line); a table file needs at least a "
+                    "header naming its columns", table)
+    return header
+
+
+def _check_columns_unique(path: Path, columns, table: str) -> None:
+    names = [str(c).strip() for c in columns]
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:
+        raise _fail(path, f"duplicated column name(s) in the header: {', '.join(map(repr, dup))}; "
+                    "each column must appear once", table)
+    empty = [i + 1 for i, c in enumerate(names) if not c or c.startswith("Unnamed:")]
+    if empty:
+        raise _fail(path, f"column(s) {empty} of the header have no name", table)
+
+
+def _read_table(path: Path, table: str | None = None) -> pd.DataFrame:
+    from kanalysis._paths import check_input_file
+
+    table = table or path.stem
+    check_input_file(path, table=table, what="table file")
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises several types for a corrupt file
+            raise _fail(path, f"cannot be read as Parquet ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else 'corrupt file'})",
+                        table) from None
+        _check_columns_unique(path, df.columns, table)
+        return df
     try:
-        header = pd.read_csv(path, nrows=0).columns
+        _scan_nul(path, table)
+        header = _csv_header(path, table)
+        _check_columns_unique(path, header, table)
         # Plain object columns (not pandas' "string" dtype), which formula and plotting
         # libraries treat as categorical.
         dtypes = {c: str for c in header if c in _STRING_COLUMNS}
-        return pd.read_csv(path, dtype=dtypes, keep_default_na=True)
+        df = pd.read_csv(path, dtype=dtypes, keep_default_na=True, encoding="utf-8-sig",
+                         on_bad_lines="error")
     except UnicodeDecodeError as err:
-        raise DataValidationError(
-            f"{path.name}: the file is not valid UTF-8 text ({err.reason} at byte {err.start}). "
-            "Re-save it as UTF-8 CSV."
-        ) from None
+        raise _fail(path, f"the file is not valid UTF-8 text ({err.reason} at byte {err.start}). "
+                    "Re-save it as UTF-8 CSV.", table) from None
+    except pd.errors.EmptyDataError:
+        raise _fail(path, "the file is empty (no header line)", table) from None
+    except pd.errors.ParserError as err:
+        raise _fail(path, f"malformed CSV: {str(err).strip()} (a row with more fields than the "
+                    "header, or an unclosed quote)", table) from None
+    except (ValueError, OverflowError) as err:
+        raise _fail(path, f"cannot be read as CSV: {err}", table) from None
+    return df
+
+
+def _read_json(path: Path, what: str, *, required_type=dict) -> Any:
+    from kanalysis._paths import check_input_file
+
+    check_input_file(path, table=what, what="file")
+    if path.stat().st_size > _MAX_JSON_BYTES:
+        raise _fail(path, f"is larger than {_MAX_JSON_BYTES // 1_000_000} MB; not a kanalysis "
+                    f"{what} file", what)
+    try:
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise _fail(path, f"is not valid UTF-8 ({err.reason} at byte {err.start}); re-save it as "
+                    "UTF-8", what) from None
+    except json.JSONDecodeError as err:
+        raise _fail(path, f"is not valid JSON: {err}", what) from None
+    except RecursionError:
+        raise _fail(path, "is nested too deeply to be kanalysis JSON", what) from None
+    if not isinstance(obj, required_type):
+        raise _fail(path, f"must hold a JSON object ({{...}}), got a JSON "
+                    f"{type(obj).__name__}", what)
+    return obj
+
+
+def _check_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    version = metadata.get("schema_version", "1.0")
+    if str(version) not in READABLE_SCHEMA_VERSIONS:
+        raise _fail(path, f"schema_version {version!r} is not one this kanalysis reads "
+                    f"({', '.join(READABLE_SCHEMA_VERSIONS)}); update kanalysis or re-import",
+                    "metadata")
+    for key in ("primary_scale", "name", "design", "source", "privacy"):
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, str):
+            raise _fail(path, f"{key} must be a text value, got {type(value).__name__} "
+                        f"{value!r}", "metadata")
+    scales = metadata.get("scales")
+    if scales is not None and not (isinstance(scales, list)
+                                   and all(isinstance(v, str) for v in scales)):
+        raise _fail(path, f"scales must be a list of scale names, got {scales!r}", "metadata")
+    mcc = metadata.get("min_cell_count")
+    if mcc is not None and (isinstance(mcc, bool) or not isinstance(mcc, int) or mcc < 1):
+        raise _fail(path, f"min_cell_count must be a whole number >= 1, got {mcc!r}", "metadata")
+    if metadata.get("privacy") not in (None, "none", "strict"):
+        raise _fail(path, f"privacy must be 'none' or 'strict', got {metadata['privacy']!r}",
+                    "metadata")
+
+
+def _complete_columns(tables: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+    """Give absent optional columns their missing values, derive absent visit numbers; say so.
+
+    Only the structural columns are required (schema 1.1). A covariate or descriptive column that
+    the folder lacks is read as missing for every row, so that analyses see it and refuse or use
+    complete cases with the rows named (:mod:`kanalysis.requirements`), rather than fail on a
+    missing key. Absent ``visit_number`` is the order of ``day`` within subject and scale (from 0)
+    and absent ``visit`` is ``visit<n>``. Each completion is returned as a note that validation
+    reports as a warning.
+    """
+    from kanalysis.validation import DESCRIPTIVE_COLUMNS
+
+    notes: list[dict[str, Any]] = []
+    a = tables.get("assessments")
+    if a is not None and {"subject_id", "scale", "day"} <= set(a.columns):
+        if "visit_number" not in a.columns:
+            day = pd.to_numeric(a["day"], errors="coerce")
+            a["visit_number"] = (day.groupby([a["subject_id"], a["scale"]])
+                                 .rank(method="first") - 1)
+            notes.append({"table": "assessments", "column": "visit_number",
+                          "rule": "column absent: derived as the order of day within subject "
+                                  "and scale (from 0)"})
+        if "visit" not in a.columns:
+            a["visit"] = ("visit" + a["visit_number"].astype("Int64").astype(str)).where(
+                a["visit_number"].notna(), None)
+            notes.append({"table": "assessments", "column": "visit",
+                          "rule": "column absent: labelled visit<visit_number>"})
+    for name, columns in DESCRIPTIVE_COLUMNS.items():
+        t = tables.get(name)
+        if t is None:
+            continue
+        for c in columns:
+            if c not in t.columns:
+                t[c] = None if c in _STRING_COLUMNS else np.nan
+                notes.append({"table": name, "column": c,
+                              "rule": "column absent: read as missing for every row; analyses "
+                                      "that need it refuse or use complete cases"})
+    return notes
 
 
 def load_cohort(path: str | os.PathLike, *, validate: bool = True) -> Cohort:
@@ -207,30 +395,36 @@ def load_cohort(path: str | os.PathLike, *, validate: bool = True) -> Cohort:
         A required table is missing, a file cannot be read, or (with ``validate=True``) any rule
         is broken; ``err.problems`` holds the problems as a DataFrame.
     """
+    if path is None or (isinstance(path, str) and not path.strip()):
+        raise ConfigurationError("load_cohort: the cohort folder path is empty.")
     folder = Path(path)
+    if not folder.exists():
+        raise ConfigurationError(f"Cohort folder {str(folder)!r} does not exist.")
     if not folder.is_dir():
-        raise ConfigurationError(f"Cohort folder {str(folder)!r} does not exist or is not a folder.")
+        raise ConfigurationError(f"Cohort folder {str(folder)!r} is a file, not a folder.")
     meta_path = folder / "metadata.json"
     metadata: dict[str, Any] = {}
-    if meta_path.exists():
-        try:
-            metadata = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise DataValidationError(f"metadata.json is not valid JSON: {err}") from None
+    if meta_path.exists() or meta_path.is_symlink():
+        metadata = _read_json(meta_path, "metadata")
+        _check_metadata(meta_path, metadata)
     truth = None
-    if (folder / "truth.json").exists():
-        truth = json.loads((folder / "truth.json").read_text())
+    truth_path = folder / "truth.json"
+    if truth_path.exists() or truth_path.is_symlink():
+        truth = _read_json(truth_path, "truth")
 
     tables: dict[str, pd.DataFrame] = {}
     missing = []
     for name in ALL_TABLES:
         candidates = [folder / f"{name}.csv", folder / f"{name}.parquet"]
-        found = [p for p in candidates if p.exists()]
+        found = [p for p in candidates if p.exists() or p.is_symlink()]
         if not found:
             if name in REQUIRED_TABLES:
                 missing.append(name)
             continue
-        tables[name] = _read_table(found[0])
+        if len(found) > 1:
+            raise _fail(found[0], f"both {name}.csv and {name}.parquet are in the folder; keep "
+                        "one file per table, so that it is clear which one is the data", name)
+        tables[name] = _read_table(found[0], name)
     if missing:
         problems = pd.DataFrame(
             [
@@ -245,7 +439,8 @@ def load_cohort(path: str | os.PathLike, *, validate: bool = True) -> Cohort:
             problems,
         )
     metadata = {k: v for k, v in metadata.items() if k not in ("tables", "format")}
-    cohort = Cohort(**tables, metadata=metadata, truth=truth)
+    notes = _complete_columns(tables)
+    cohort = Cohort(**tables, metadata=metadata, truth=truth, notes=notes)
     if validate:
         cohort.validate().raise_if_errors()
     return cohort

@@ -28,6 +28,7 @@ from kanalysis.errors import ConfigurationError
 
 __all__ = [
     "Scale",
+    "canonical_scale_name",
     "get_scale",
     "list_scales",
     "register_scale",
@@ -161,14 +162,41 @@ def get_scale(name: str) -> Scale:
     """Look a scale up by name (case-insensitive); unknown names raise with the known ones listed."""
     if isinstance(name, Scale):
         return name
-    key = str(name).upper()
-    key = _ALIASES.get(key, key)
+    key = str(canonical_scale_name(str(name))).upper()
     if key not in _REGISTRY:
         raise ConfigurationError(
             f"Unknown scale {name!r}. Known scales: {', '.join(sorted(_REGISTRY))}. "
             "Register your own with kanalysis.register_scale(Scale(...))."
         )
     return _REGISTRY[key]
+
+
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.upper() if ch.isalnum())
+
+
+def canonical_scale_name(name):
+    """The registry name of a scale written any common way, or ``name`` unchanged if unknown.
+
+    Case, surrounding spaces, hyphens, underscores and spaces inside are ignored, and the usual
+    aliases are known: ``"PHQ-9"``, ``"phq9"``, ``" Phq 9 "`` -> ``"PHQ9"``; ``"madrs"`` ->
+    ``"MADRS"``; ``"HAM-D17"`` -> ``"HAMD17"``. Cohorts apply it once, when they are built, so that
+    analyses compare canonical names only.
+    """
+    if not isinstance(name, str):
+        return name
+    key = name.strip().upper()
+    key = _ALIASES.get(key, key)
+    if key in _REGISTRY:
+        return _REGISTRY[key].name
+    squashed = _squash(key)
+    for reg_key, scale in _REGISTRY.items():
+        if _squash(reg_key) == squashed:
+            return scale.name
+    for alias, target in _ALIASES.items():
+        if _squash(alias) == squashed and target in _REGISTRY:
+            return _REGISTRY[target].name
+    return name
 
 
 def list_scales() -> list[str]:

@@ -57,7 +57,7 @@ from scipy.special import expit, logit
 from kanalysis.cohort import Cohort
 from kanalysis.errors import ConfigurationError
 
-__all__ = ["DESIGNS", "DEFAULT_SIZES", "generate", "write"]
+__all__ = ["DESIGNS", "DEFAULT_SIZES", "check_arguments", "estimate_memory", "generate", "write"]
 
 DESIGNS = ("single", "serial", "maintenance", "clinic")
 DEFAULT_SIZES = {"single": 120, "serial": 120, "maintenance": 200, "clinic": 150}
@@ -90,6 +90,71 @@ _DESIGN_SETTINGS = {
     "clinic": _Design("PHQ9", ("ketamine",), {"ketamine": 0.50}, dropout_rate=0.40,
                       missed_visit_rate=0.10),
 }
+
+
+# Bytes of the cohort tables per subject (measured with DataFrame.memory_usage(deep=True) on
+# generated cohorts) and the peak-to-tables ratio of generating, validating and writing them.
+_BYTES_PER_SUBJECT = {"single": 3_200, "serial": 12_700, "maintenance": 16_400, "clinic": 13_600}
+_PEAK_FACTOR = 4.0
+MAX_SEED = 2**63 - 1
+
+
+def estimate_memory(design: str, n_subjects: int) -> int:
+    """Peak memory (bytes) that :func:`generate` plus validation and saving need, roughly.
+
+    The per-subject table sizes were measured on generated cohorts; the peak is taken as
+    ``4 x`` the tables (copies made by validation and the CSV writer).
+    """
+    if design not in DESIGNS:
+        raise ConfigurationError(f"design must be one of {', '.join(DESIGNS)}; got {design!r}.")
+    return int(_BYTES_PER_SUBJECT[design] * _PEAK_FACTOR * int(n_subjects))
+
+
+def _available_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**27 else f"{n / 2**20:.0f} MiB"
+
+
+def check_arguments(design: str, *, n_subjects: int | None = None, seed: int = DEFAULT_SEED,
+                    available: int | None = None) -> None:
+    """Refuse, before any work, arguments :func:`generate` cannot honour.
+
+    Checks the design, that ``n_subjects`` is a whole number >= 2 whose cohort fits in memory
+    (estimate from :func:`estimate_memory` against the machine's available memory, or
+    ``available`` bytes), and that ``seed`` is a whole number in ``[0, 2**63)``.
+
+    Raises
+    ------
+    ConfigurationError
+        With the estimate and the memory available when the cohort would not fit.
+    """
+    if design not in DESIGNS:
+        raise ConfigurationError(f"design must be one of {', '.join(DESIGNS)}; got {design!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigurationError(f"seed must be a whole number >= 0, got {seed!r}.")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ConfigurationError(f"seed must be a whole number between 0 and 2**63 - 1, got {seed}.")
+    if n_subjects is None:
+        return
+    if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)):
+        raise ConfigurationError(f"n_subjects must be a whole number >= 2, got {n_subjects!r}.")
+    if n_subjects < 2:
+        raise ConfigurationError(f"n_subjects must be at least 2, got {n_subjects}.")
+    need = estimate_memory(design, n_subjects)
+    have = _available_memory() if available is None else available
+    if have is not None and need > 0.8 * have:
+        raise ConfigurationError(
+            f"n_subjects = {n_subjects:,} would need about {_gib(need)} of memory for the {design} "
+            f"design ({_BYTES_PER_SUBJECT[design] * _PEAK_FACTOR / 1000:.0f} kB per subject), but "
+            f"only {_gib(have)} is available; generate fewer subjects (at most about "
+            f"{int(0.8 * have / (_BYTES_PER_SUBJECT[design] * _PEAK_FACTOR)):,})."
+        )
 
 
 def generate(
@@ -146,11 +211,8 @@ def generate(
     >>> sorted(cohort.subjects["arm"].unique())
     ['ketamine', 'midazolam']
     """
-    if design not in DESIGNS:
-        raise ConfigurationError(f"design must be one of {', '.join(DESIGNS)}; got {design!r}.")
+    check_arguments(design, n_subjects=n_subjects, seed=seed)
     n = DEFAULT_SIZES[design] if n_subjects is None else int(n_subjects)
-    if n < 2:
-        raise ConfigurationError(f"n_subjects must be at least 2, got {n_subjects!r}.")
     if not 0 < maintenance_hr <= 5:
         raise ConfigurationError(f"maintenance_hr must lie in (0, 5], got {maintenance_hr}.")
     settings = _DESIGN_SETTINGS[design]

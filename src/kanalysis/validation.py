@@ -37,26 +37,32 @@ def _text(*, nullable: bool = False, isin: Iterable[str] | None = None,
 
 SCALE_NAMES = tuple(list_scales())
 
+# Only the structural columns are required (schema 1.1): without them a row cannot be placed (who,
+# when, what). Every covariate and descriptive column may be absent or partly missing; validation
+# counts those as warnings, and the analyses that need one refuse or use complete cases
+# (kanalysis.requirements).
+_opt = {"required": False, "nullable": True}
+_DAY_LIMIT = 36_525.0  # |study day| beyond 100 years is a unit or date error, not a study day
+
 TABLE_SCHEMAS: dict[str, dict] = {
     "subjects": {
         "columns": {
             "subject_id": _text(),
             "arm": _text(),
-            "site": _text(nullable=True),
-            "age": _num("age", checks=[pa.Check.in_range(18, 100)]),
-            "sex": _text(isin=["F", "M", "other"]),
-            "n_failed_trials": _num("n_failed_trials", checks=[pa.Check.ge(0)]),
-            "episode_duration_months": _num("episode_duration_months", nullable=True,
-                                            checks=[pa.Check.ge(0)]),
-            "anxious_distress": _num("anxious_distress", nullable=True,
-                                     checks=[pa.Check.isin([0, 1])]),
-            "bmi": _num("bmi", nullable=True, checks=[pa.Check.in_range(12, 80)]),
-            "family_history_aud": _num("family_history_aud", nullable=True,
-                                       checks=[pa.Check.isin([0, 1])]),
-            "disposition": _text(isin=["completed", "dropped_out"]),
-            "dropout_day": _num("dropout_day", nullable=True, checks=[pa.Check.ge(0)]),
-            "dropout_reason": _text(nullable=True),
-            "randomization_day": _num("randomization_day", nullable=True, required=False),
+            "site": _text(**_opt),
+            "age": _num("age", checks=[pa.Check.in_range(18, 100)], **_opt),
+            "sex": _text(isin=["F", "M", "other"], **_opt),
+            "n_failed_trials": _num("n_failed_trials", checks=[pa.Check.ge(0)], **_opt),
+            "episode_duration_months": _num("episode_duration_months",
+                                            checks=[pa.Check.ge(0)], **_opt),
+            "anxious_distress": _num("anxious_distress", checks=[pa.Check.isin([0, 1])], **_opt),
+            "bmi": _num("bmi", checks=[pa.Check.in_range(12, 80)], **_opt),
+            "family_history_aud": _num("family_history_aud", checks=[pa.Check.isin([0, 1])],
+                                       **_opt),
+            "disposition": _text(isin=["completed", "dropped_out"], **_opt),
+            "dropout_day": _num("dropout_day", checks=[pa.Check.ge(0)], **_opt),
+            "dropout_reason": _text(**_opt),
+            "randomization_day": _num("randomization_day", **_opt),
         },
         "key": ["subject_id"],
     },
@@ -65,8 +71,8 @@ TABLE_SCHEMAS: dict[str, dict] = {
             "subject_id": _text(),
             "scale": _text(),
             "day": _num("day"),
-            "visit": _text(),
-            "visit_number": _num("visit_number", checks=[pa.Check.ge(0)]),
+            "visit": _text(**_opt),
+            "visit_number": _num("visit_number", checks=[pa.Check.ge(0)], **_opt),
             "score": _num("score", nullable=True),
         },
         "key": ["subject_id", "scale", "visit_number"],
@@ -76,11 +82,11 @@ TABLE_SCHEMAS: dict[str, dict] = {
             "subject_id": _text(),
             "infusion_number": _num("infusion_number", checks=[pa.Check.ge(1)]),
             "day": _num("day"),
-            "drug": _text(),
-            "dose": _num("dose", checks=[pa.Check.gt(0)]),
-            "dose_unit": _text(isin=["mg/kg", "mg"]),
-            "duration_min": _num("duration_min", checks=[pa.Check.ge(0)]),
-            "phase": _text(isin=["induction", "maintenance"]),
+            "drug": _text(**_opt),
+            "dose": _num("dose", checks=[pa.Check.gt(0), pa.Check.le(10_000)], **_opt),
+            "dose_unit": _text(isin=["mg/kg", "mg"], **_opt),
+            "duration_min": _num("duration_min", checks=[pa.Check.in_range(0, 1440)], **_opt),
+            "phase": _text(isin=["induction", "maintenance"], **_opt),
         },
         "key": ["subject_id", "infusion_number"],
     },
@@ -88,11 +94,13 @@ TABLE_SCHEMAS: dict[str, dict] = {
         "columns": {
             "subject_id": _text(),
             "infusion_number": _num("infusion_number", checks=[pa.Check.ge(1)]),
-            "minute": _num("minute"),
-            "sbp": _num("sbp", nullable=True, checks=[pa.Check.in_range(50, 260)]),
-            "dbp": _num("dbp", nullable=True, checks=[pa.Check.in_range(20, 160)]),
-            "heart_rate": _num("heart_rate", nullable=True, checks=[pa.Check.in_range(25, 220)]),
-            "cadss": _num("cadss", nullable=True, checks=[pa.Check.in_range(0, 92)]),
+            "minute": _num("minute", checks=[pa.Check.in_range(-1440, 1440)]),
+            "sbp": _num("sbp", nullable=True, checks=[pa.Check.in_range(50, 260)], required=False),
+            "dbp": _num("dbp", nullable=True, checks=[pa.Check.in_range(20, 160)], required=False),
+            "heart_rate": _num("heart_rate", nullable=True, checks=[pa.Check.in_range(25, 220)],
+                               required=False),
+            "cadss": _num("cadss", nullable=True, checks=[pa.Check.in_range(0, 92)],
+                          required=False),
         },
         "key": ["subject_id", "infusion_number", "minute"],
     },
@@ -100,10 +108,10 @@ TABLE_SCHEMAS: dict[str, dict] = {
         "columns": {
             "subject_id": _text(),
             "day": _num("day"),
-            "infusion_number": _num("infusion_number", nullable=True),
+            "infusion_number": _num("infusion_number", nullable=True, required=False),
             "term": _text(),
-            "severity": _text(isin=["mild", "moderate", "severe"]),
-            "serious": pa.Column(bool, nullable=False, coerce=False),
+            "severity": _text(isin=["mild", "moderate", "severe"], **_opt),
+            "serious": pa.Column(bool, nullable=True, coerce=False, required=False),
         },
         "key": None,
     },
@@ -116,10 +124,17 @@ TABLE_SCHEMAS: dict[str, dict] = {
         "key": None,
     },
 }
+# Covariates and descriptive columns whose absence or missingness the report counts (warnings).
+DESCRIPTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "subjects": ("site", "age", "sex", "n_failed_trials", "episode_duration_months",
+                 "anxious_distress", "bmi", "family_history_aud", "disposition"),
+    "infusions": ("drug", "dose", "dose_unit", "duration_min", "phase"),
+    "assessments": ("visit", "visit_number"),
+}
+KNOWN_DRUGS = ("ketamine_iv", "esketamine_in", "midazolam_iv", "saline_iv", "placebo_in")
+_DAY_COLUMNS = {"day", "dropout_day", "randomization_day"}
 _INTEGER_COLUMNS = {"n_failed_trials", "anxious_distress", "family_history_aud", "visit_number",
                     "infusion_number"}
-
-
 @dataclass
 class ValidationReport:
     """Every problem found in a cohort.
@@ -243,6 +258,9 @@ def validate_cohort(cohort) -> ValidationReport:
     >>> report.raise_if_errors()  # doctest: +SKIP
     """
     report = ValidationReport()
+    for note in getattr(cohort, "notes", None) or ():
+        report.add(note.get("table", "cohort"), note.get("column"), None, note["rule"],
+                   severity="warning")
     clean: dict[str, pd.DataFrame] = {}
     for name, table in cohort.tables.items():
         clean[name] = _check_table(name, table, report)
@@ -255,12 +273,26 @@ def _check_table(name: str, table: pd.DataFrame, report: ValidationReport) -> pd
     spec = TABLE_SCHEMAS[name]
     columns: dict[str, pa.Column] = spec["columns"]
     df = table.copy()
-    if df.empty:
+    if df.columns.duplicated().any():
+        dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+        report.add(name, ", ".join(dup), None, "duplicated column name: each column must appear once")
+        df = df.loc[:, ~df.columns.duplicated()]
+    if df.empty and name in ("subjects", "assessments", "infusions"):
         report.add(name, None, None, "table is empty (no rows)")
     missing = [c for c, col in columns.items() if col.required and c not in df.columns]
     for c in missing:
         report.add(name, c, None, "required column is missing",
                    f"columns present: {', '.join(map(str, df.columns))}")
+    for c in DESCRIPTIVE_COLUMNS.get(name, ()):
+        if c not in df.columns:
+            report.add(name, c, None, "column absent: analyses that need it will refuse or use "
+                       "complete cases", severity="warning")
+        elif len(df) and df[c].isna().any():
+            n_miss = int(df[c].isna().sum())
+            what = "subjects" if name == "subjects" else "rows"
+            rows = np.flatnonzero(df[c].isna().to_numpy())
+            report.add(name, c, rows, f"missing for {n_miss} of {len(df)} {what}",
+                       severity="warning")
     present = {c: col for c, col in columns.items() if c in df.columns}
     # Coerce ourselves first, so that text in a numeric column is reported with its rows and values
     # instead of a single dtype failure.
@@ -287,6 +319,8 @@ def _check_table(name: str, table: pd.DataFrame, report: ValidationReport) -> pd
         _collect_pandera(name, errs.failure_cases, report)
     if name == "assessments" and "scale" in df.columns:
         _check_scores(df, report)
+    if name == "infusions":
+        _check_drugs(df, report)
     key = spec["key"]
     if key and all(k in df.columns for k in key):
         nan_key = df[key].isna().any(axis=1)
@@ -301,11 +335,39 @@ def _check_table(name: str, table: pd.DataFrame, report: ValidationReport) -> pd
 def _coerce_numeric(table: str, column: str, s: pd.Series, report: ValidationReport) -> pd.Series:
     if pd.api.types.is_bool_dtype(s):
         return s.astype(float)
+    if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+        what = "date-times" if pd.api.types.is_datetime64_any_dtype(s) else "durations"
+        report.add(table, column, None,
+                   f"must be a number, but the column holds {what} ({s.dtype}); "
+                   + ("convert to study days since the first infusion (float)"
+                      if column in _DAY_COLUMNS or column == "minute" else "store plain numbers"))
+        return pd.Series(np.nan, index=s.index, dtype=float)
+    if s.dtype == object and len(s):
+        kinds = s.dropna().map(type)
+        odd = kinds.map(lambda k: issubclass(k, (pd.Timestamp, pd.Timedelta))
+                        or k.__name__ in ("datetime", "date", "timedelta", "time"))
+        if odd.any():
+            report.add(table, column, np.flatnonzero(s.index.isin(odd[odd].index)),
+                       "must be a number, not a date or duration", None)
+            s = s.where(~s.index.isin(odd[odd].index), None)
     out = pd.to_numeric(s, errors="coerce")
     bad = out.isna() & s.notna() & (s.astype(str).str.strip() != "")
     if bad.any():
         report.add(table, column, np.flatnonzero(bad), "must be numeric", s[bad].tolist())
-    return out.astype(float)
+    out = out.astype(float)
+    inf = np.isinf(out.to_numpy())
+    if inf.any():
+        report.add(table, column, np.flatnonzero(inf), "must be a finite number (not inf)",
+                   out[inf].tolist())
+        out = out.where(~inf)
+    if column in _DAY_COLUMNS:
+        far = out.abs() > _DAY_LIMIT
+        if far.any():
+            report.add(table, column, np.flatnonzero(far.to_numpy()),
+                       f"study day beyond +-{_DAY_LIMIT:g} (100 years): a unit or date error",
+                       out[far].tolist())
+            out = out.where(~far)
+    return out
 
 
 def _coerce_bool(table: str, column: str, s: pd.Series, report: ValidationReport) -> pd.Series:
@@ -314,8 +376,8 @@ def _coerce_bool(table: str, column: str, s: pd.Series, report: ValidationReport
     text = s.astype(str).str.strip().str.lower()
     mapping = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False,
                "yes": True, "no": False}
-    out = text.map(mapping)
-    bad = out.isna()
+    out = text.map(mapping).where(s.notna(), None)
+    bad = out.isna() & s.notna()
     if bad.any():
         report.add(table, column, np.flatnonzero(bad), "must be true or false", s[bad].tolist())
     return out
@@ -343,6 +405,8 @@ def _describe_check(check: str) -> str:
         return f"must lie between {lo} and {hi}"
     if check.startswith("isin"):
         return f"must be one of {check[len('isin('):-1]}"
+    if check.startswith("less_than_or_equal_to"):
+        return f"must be <= {check.split('(')[1][:-1]}"
     if check.startswith("greater_than_or_equal_to"):
         return f"must be >= {check.split('(')[1][:-1]}"
     if check.startswith("greater_than"):
@@ -371,6 +435,22 @@ def _check_scores(df: pd.DataFrame, report: ValidationReport) -> None:
             report.add("assessments", "score", np.flatnonzero(out),
                        f"{name} score must lie between {scale.min:g} and {scale.max:g}",
                        df.loc[out, "score"].tolist())
+
+
+def _check_drugs(df: pd.DataFrame, report: ValidationReport) -> None:
+    if "drug" not in df.columns:
+        return
+    unknown = df["drug"].notna() & ~df["drug"].isin(KNOWN_DRUGS)
+    if unknown.any():
+        report.add("infusions", "drug", np.flatnonzero(unknown.to_numpy()),
+                   f"drug not one of {', '.join(KNOWN_DRUGS)}: analyses treat it as given",
+                   df.loc[unknown, "drug"].unique().tolist(), severity="warning")
+    if "duration_min" in df.columns:
+        zero = (df["duration_min"] == 0) & ~df["drug"].astype(str).str.endswith("_in")
+        if zero.any():
+            report.add("infusions", "duration_min", np.flatnonzero(zero.to_numpy()),
+                       "duration 0 is allowed only for intranasal drugs (*_in); an infusion lasts "
+                       "> 0 minutes", df.loc[zero, "drug"].unique().tolist())
 
 
 def _check_cross_tables(t: dict[str, pd.DataFrame], report: ValidationReport) -> None:

@@ -68,6 +68,7 @@ class ImportLog:
                 "rows": n_rows,
                 "columns": n_columns,
                 "sha256": file_sha256(path) if path.is_file() else None,
+                "path": str(path),
             }
         )
 
@@ -130,14 +131,24 @@ class ImportResult:
 
         return import_report_html(self)
 
-    def save(self, path: str | os.PathLike, *, format: str = "csv", report_name: str = "import_report.md") -> Path:
+    def save(self, path: str | os.PathLike, *, format: str = "csv",
+             report_name: str = "import_report.md", inputs=()) -> Path:
         """Write the cohort folder (tables, metadata.json, extra tables, the import report), atomically.
+
+        ``path`` must be new, empty or an earlier kanalysis cohort folder, and may not be, hold or
+        lie in one of ``inputs`` (the files read; see :func:`kanalysis._paths.check_output_dir`).
 
         Raises
         ------
         DataValidationError
             When errors remain; nothing is written then.
+        OutputPathError
+            When ``path`` may not be written.
         """
+        from kanalysis._paths import COHORT_MARKER, check_output_dir
+
+        inputs = [*inputs, *(f["path"] for f in self.log.files if f.get("path"))]
+        check_output_dir(path, inputs=inputs, marker=COHORT_MARKER, what="cohort folder")
         if not self.ok:
             raise DataValidationError(
                 "The import has errors; no cohort folder was written.\n" + str(self.report),

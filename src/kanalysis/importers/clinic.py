@@ -43,7 +43,7 @@ from kanalysis.importers._common import (
 from kanalysis.privacy import IDENTIFIER_KINDS, detect_identifiers
 from kanalysis.validation import ValidationReport
 
-__all__ = ["TARGETS", "import_clinic", "load_mapping"]
+__all__ = ["TARGETS", "import_clinic", "load_mapping", "mapping_files"]
 
 # kanalysis columns each table can take from the export, and their kind:
 # text, number, bool, datetime (a calendar date-time converted to a study day), day (already a
@@ -175,6 +175,20 @@ def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
     mapping["_base"] = path.parent
     mapping["_name"] = path.name
     return mapping
+
+
+def mapping_files(mapping: str | os.PathLike | dict[str, Any]) -> list[Path]:
+    """The export files a mapping reads (resolved against the mapping's folder)."""
+    if not isinstance(mapping, dict):
+        mapping = load_mapping(mapping)
+    base = Path(mapping.get("_base", "."))
+    out = []
+    for table in TARGETS:
+        spec = mapping.get(table)
+        if isinstance(spec, dict) and isinstance(spec.get("file"), str):
+            f = Path(spec["file"])
+            out.append(f if f.is_absolute() else base / f)
+    return out
 
 
 def import_clinic(
@@ -642,7 +656,7 @@ def _fill_optional_columns(table: str, df: pd.DataFrame, log: ImportLog) -> None
     from kanalysis.validation import TABLE_SCHEMAS
 
     for column, spec in TABLE_SCHEMAS[table]["columns"].items():
-        if column not in df.columns and spec.nullable and spec.required:
+        if column not in df.columns and spec.nullable and column != "randomization_day":
             text = str(spec.dtype).startswith(("str", "object"))
             df[column] = None if text else np.nan
             log.notes.append(f"{table}: {column} not in the export; left missing")

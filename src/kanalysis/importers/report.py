@@ -43,7 +43,7 @@ def _sections(result) -> list[tuple[str, pd.DataFrame | str]]:
     problem_cols = ["table", "column", "rows", "rule", "values"]
     errors = report.errors[problem_cols] if not report.errors.empty else report.errors
     warnings = report.warnings[problem_cols] if not report.warnings.empty else report.warnings
-    files = log.frame("files")
+    files = log.frame("files").drop(columns="path", errors="ignore")  # no machine paths in reports
     if not files.empty:
         files = files.assign(sha256=files["sha256"].map(lambda h: h if h is None else h[:16] + "..."))
     notes = "\n".join(f"- {n}" for n in dict.fromkeys(log.notes)) or "_none_"
