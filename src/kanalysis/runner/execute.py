@@ -207,42 +207,18 @@ def _shown_path(path: str | os.PathLike[str], root: Path, run_dir: Path) -> str:
     return Path(os.path.relpath(p, run_dir.resolve())).as_posix()
 
 
-def _check_run_folder(out: Path, run_dir: Path, inputs: Iterable[Path]) -> None:
-    """Refuse a run folder that would replace or write into something kanalysis did not make."""
-    from kanalysis.runner.manifest import RUN_MARKER
+def _check_run_folder(run_dir: Path, inputs: Iterable[Path]) -> None:
+    """Refuse a run folder that exists and is not empty, or that is, holds or lies in an input
+    (:func:`kanalysis._paths.check_output_dir`); nothing is changed."""
+    from kanalysis._paths import check_output_dir
 
-    for parent in (out, *out.parents):
-        if parent.exists() or parent.is_symlink():
-            if not parent.is_dir():
-                what = "a file" if parent.is_file() else "not a folder"
-                raise ConfigurationError(
-                    f"--out {out}: {parent} is {what}; pass a folder (it is created if missing)."
-                )
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ConfigurationError(
-                    f"--out {out}: the folder {parent} is not writable; pass a folder you can "
-                    "write to."
-                )
-            break
-    if run_dir.exists() or run_dir.is_symlink():
-        if not run_dir.is_dir() or run_dir.is_symlink():
+    for parent in run_dir.parents:
+        if parent.exists() and not parent.is_dir():
             raise ConfigurationError(
-                f"The run folder {run_dir} exists and is not a folder; pass another --run-id."
+                f"--out: {parent} is a file, not a folder; pass a folder (it is created if "
+                "missing). Nothing was changed."
             )
-        if any(run_dir.iterdir()):
-            marked = (run_dir / RUN_MARKER).exists()
-            raise ConfigurationError(
-                f"The run folder {run_dir} already exists and is not empty"
-                + (" (an earlier run)" if marked else " (and kanalysis did not create it)")
-                + "; pass another --run-id or --out. Nothing was changed."
-            )
-    for source in inputs:
-        source = source.resolve()
-        if run_dir == source or source in run_dir.parents or run_dir in source.parents:
-            raise ConfigurationError(
-                f"The run folder {run_dir} would lie inside, hold or be the input {source}; "
-                "pass an --out outside the cohort and the notebooks."
-            )
+    check_output_dir(run_dir, inputs=list(inputs), marker=None, what="The run folder")
 
 
 def run_notebooks(
@@ -308,8 +284,8 @@ def run_notebooks(
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    from kanalysis._paths import RUN_MARKER, write_marker
     from kanalysis.runner.index import write_index
-    from kanalysis.runner.manifest import RUN_MARKER
 
     if notebooks is not None:
         notebooks = [n for n in (notebooks if not isinstance(notebooks, str) else [notebooks])]
@@ -375,7 +351,7 @@ def run_notebooks(
         effective[name] = values
     inputs = [Path(v) for vals in effective.values() for k, v in vals.items()
               if k.endswith("cohort_path") and v is not None]
-    _check_run_folder(out_path, run_dir, [*inputs, *(s.parent for s in sources)])
+    _check_run_folder(run_dir, [*inputs, *(s.parent for s in sources)])
     _check_kernel(kernel_name)
 
     # Paths the kernel gets (relative inside the repository, else absolute), and the same paths
@@ -398,7 +374,7 @@ def run_notebooks(
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     try:
         (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / RUN_MARKER, "A kanalysis run folder (kanalysis run).\n")
+        write_marker(run_dir, RUN_MARKER, run_id=run_id)
     except OSError as exc:
         raise ConfigurationError(f"Cannot create the run folder {run_dir}: {exc.strerror}.") from exc
     records: list[dict[str, Any]] = []

@@ -17,8 +17,6 @@ from kanalysis._io import atomic_write_text
 from kanalysis.runner.jsonio import _dump_json, to_jsonable
 
 MANIFEST_SCHEMA_VERSION = "1.0"
-#: The file that marks a folder as a kanalysis run folder.
-RUN_MARKER = ".kanalysis-run"
 
 _PACKAGES = (
     "kanalysis",
