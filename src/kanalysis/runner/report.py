@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from kanalysis.errors import ConfigurationError
@@ -329,26 +330,23 @@ class NotebookReport:
 
 
 def _suppress_counts(value: Any, key: str, policy: PrivacyPolicy) -> Any:
+    """``value`` with every count (under a key named like a count) below the threshold hidden."""
     from kanalysis.runner.display import COUNT_COLUMN_PATTERN
 
     if isinstance(value, Mapping):
-        return {k: _suppress_counts(v, str(k) if COUNT_COLUMN_PATTERN.search(str(k)) else key,
-                                    policy) for k, v in value.items()}
+        return {
+            k: _suppress_counts(v, str(k) if COUNT_COLUMN_PATTERN.search(str(k)) else key, policy)
+            for k, v in value.items()
+        }
     if isinstance(value, pd.DataFrame):
         return policy.apply(value, detect_count_columns(value))
     if isinstance(value, (list, tuple)):
         return [_suppress_counts(v, key, policy) for v in value]
-    if COUNT_COLUMN_PATTERN.search(key) and isinstance(value, (int, float)) and not isinstance(
-        value, bool
-    ):
-        return policy.format_count(value) if 0 < value < policy.min_cell_count else value
-    try:
-        import numpy as np
-
-        if COUNT_COLUMN_PATTERN.search(key) and isinstance(value, (np.integer, np.floating)):
-            return policy.format_count(value) if 0 < value < policy.min_cell_count else value
-    except ImportError:  # pragma: no cover
-        pass
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if is_number and COUNT_COLUMN_PATTERN.search(key) and 0 < value < policy.min_cell_count:
+        return policy.format_count(value)
     return value
 
 
