@@ -150,13 +150,20 @@ def test_jupyterlab_opens_runs_and_saves_notebook_02_in_a_browser(tmp_path):
         driver.set_page_load_timeout(120)
         # What a double-click does: open the file with its default viewer.
         driver.get(f"{base}/lab/tree/{NOTEBOOK}.py?token={token}")
-        js_panel = (
-            "const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-            "return w && w.content && w.content.widgets ? w.content.widgets.length : 0;"
+        js_state = (
+            "const app = window.jupyterapp; if (!app) return null;"
+            "const w = app.shell.currentWidget; if (!w || !w.context) return null;"
+            "const m = w.content && w.content.model;"
+            "return {label: w.title.label, ready: w.context.isReady,"
+            " notebook: !!(m && m.cells), editor: !!(w.content && w.content.editor),"
+            " cells: m && m.cells ? m.cells.length : 0};"
         )
-        n_cells = _wait(lambda: driver.execute_script(js_panel), 120,
-                        "the notebook to open as a notebook")
-        assert n_cells > 5
+        state = _wait(
+            lambda: (lambda st: st if st and st["ready"] and (st["editor"] or st["cells"] > 1)
+                     else None)(driver.execute_script(js_state)),
+            120, "the notebook to open")
+        assert state["notebook"] and not state["editor"], f"not opened as a notebook: {state}"
+        assert state["label"] == f"{NOTEBOOK}.py" and state["cells"] > 5, state
         kernel = _wait(
             lambda: driver.execute_script(
                 "const s = window.jupyterapp.shell.currentWidget.sessionContext;"

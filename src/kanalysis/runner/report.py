@@ -301,7 +301,7 @@ class NotebookReport:
     def finish(self) -> pd.DataFrame:
         """Write ``results.json`` and display the key numbers as a table."""
         self.write()
-        table = self.key_numbers()
+        table = self.key_numbers().set_index("quantity")
         _display(table)
         return _displayed(table)
 
