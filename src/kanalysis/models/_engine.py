@@ -99,25 +99,167 @@ def sym_inv_logdet(A: np.ndarray) -> tuple[np.ndarray, float]:
 # ----------------------------------------------------------------------------------------------
 # LMM: random effects + sigma^2 I
 # ----------------------------------------------------------------------------------------------
-class LMMEngine:
-    """Per-subject sufficient statistics and the profiled (RE)ML criterion of an LMM."""
+def _tmm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Batched product of stacks of small matrices stored subject-last: ``(m, k, G) @ (k, n, G)
+    -> (m, n, G)``; either factor may be a fixed ``(m, k)`` / ``(k, n)`` matrix.
 
-    def __init__(self, y, X, Z, starts, reml=True):
+    The subject axis is the innermost, contiguous one, and the loop runs over the short inner
+    dimension k, so each step is one multiply-add over G-long vectors (``np.matmul`` on 10^5
+    matrices of size 2 x 2 dispatches one tiny product per matrix and is far slower).
+    """
+    if A.ndim == 2:
+        A = A[:, :, None]
+    if B.ndim == 2:
+        B = B[:, :, None]
+    out = A[:, 0, None, :] * B[None, 0, :, :]
+    for k in range(1, A.shape[1]):
+        out += A[:, k, None, :] * B[None, k, :, :]
+    return out
+
+
+def _tinv_logdet(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse and log|det| of a subject-last stack (q, q, G); closed form for q <= 2."""
+    q = K.shape[0]
+    if q == 1:
+        return 1.0 / K, np.log(np.abs(K[0, 0]))
+    if q == 2:
+        a, b, c, d = K[0, 0], K[0, 1], K[1, 0], K[1, 1]
+        det = a * d - b * c
+        inv = np.empty_like(K)
+        inv[0, 0] = d / det
+        inv[0, 1] = -b / det
+        inv[1, 0] = -c / det
+        inv[1, 1] = a / det
+        return inv, np.log(np.abs(det))
+    Kg = np.transpose(K, (2, 0, 1))
+    _, logdet = np.linalg.slogdet(Kg)
+    return np.ascontiguousarray(np.transpose(np.linalg.inv(Kg), (1, 2, 0))), logdet
+
+
+def _tcond(A: np.ndarray) -> np.ndarray:
+    """2-norm condition numbers of a subject-last stack of symmetric PSD matrices (q, q, G)."""
+    q = A.shape[0]
+    if q == 1:
+        return np.where(A[0, 0] != 0, 1.0, np.inf)
+    if q == 2:
+        half_tr = 0.5 * (A[0, 0] + A[1, 1])
+        disc = np.sqrt(np.maximum(half_tr**2 - (A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]), 0.0))
+        lo, hi = half_tr - disc, half_tr + disc
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(lo > 0, hi / np.where(lo > 0, lo, 1.0), np.inf)
+    return np.linalg.cond(np.transpose(A, (2, 0, 1)))
+
+
+def lmm_sums(y: np.ndarray, X: np.ndarray, Z: np.ndarray, starts: np.ndarray) -> dict:
+    """Per-subject sufficient statistics of an LMM in one pass over the rows.
+
+    Rows are sorted by subject (``starts`` = first row of each subject). Returns, stored
+    subject-last, ``Bt`` = X_i'Z_i (p, q, G), ``At`` = Z_i'Z_i (q, q, G), ``ct`` = Z_i'y_i
+    (q, G), and the totals ``XtX``, ``Xty``, ``yty``. Each column of ``[X, Z, y] * Z_j`` is
+    summed by subject with one ``np.bincount`` (a streaming pass over a contiguous vector), and
+    the totals come from one ``[X, Z, y]' [X, Z, y]`` product; nothing later reads the rows.
+    """
+    N, p = X.shape
+    q = Z.shape[1]
+    G = len(starts)
+    n_i = np.diff(np.r_[starts, N])
+    codes = np.repeat(np.arange(G), n_i)
+    Wt = np.ascontiguousarray(np.concatenate([X, Z, y[:, None]], axis=1).T)  # (m, N)
+    Zt = Wt[p : p + q]
+    sums = np.empty((p + q + 1, q, G))
+    for j in range(q):
+        for k in range(p + q + 1):
+            if p <= k < p + j:  # Z'Z is symmetric: copy the entries already summed
+                sums[k, j] = sums[p + j, k - p]
+                continue
+            sums[k, j] = np.bincount(codes, weights=Wt[k] * Zt[j], minlength=G)
+    WtW = Wt @ Wt.T
+    return dict(Bt=np.ascontiguousarray(sums[:p]), At=np.ascontiguousarray(sums[p : p + q]),
+                ct=np.ascontiguousarray(sums[p + q]),
+                XtX=np.ascontiguousarray(WtW[:p, :p]), Xty=WtW[:p, -1].copy(),
+                yty=float(WtW[-1, -1]), N=N, n_i=n_i,
+                yty_i=np.bincount(codes, weights=Wt[-1] * Wt[-1], minlength=G))
+
+
+class LMMEngine:
+    r"""Per-subject sufficient statistics and the profiled (RE)ML criterion of an LMM, with its
+    analytic gradient and Hessian.
+
+    **Model and sums.** :math:`V_i = \sigma^2 H_i`, :math:`H_i = I + Z_i\Psi Z_i'`,
+    :math:`\Psi = \Lambda\Lambda'` (lme4's :math:`\theta` fills the lower triangle of
+    :math:`\Lambda`). The data enter only through :math:`A_i = Z_i'Z_i`, :math:`B_i = X_i'Z_i`,
+    :math:`c_i = Z_i'y_i` and the totals :math:`X'X, X'y, y'y` (:func:`lmm_sums`, one pass over
+    the rows). Woodbury: :math:`H_i^{-1} = I - Z_iU_iZ_i'` with
+    :math:`U_i = \Psi(I + A_i\Psi)^{-1}` and :math:`\log|H_i| = \log|I + A_i\Psi|`, so that
+    :math:`X'H^{-1}X = X'X - \sum_i B_iU_iB_i'`, :math:`X'H^{-1}y = X'y - \sum_i B_iU_ic_i`,
+    :math:`y'H^{-1}y = y'y - \sum_i c_i'U_ic_i`. Every evaluation is batched q x q algebra over
+    subjects, O(G q^2 p) operations, with no per-row work.
+
+    **Criterion.** With :math:`\hat\beta` the GLS estimate, :math:`\rho^2` the penalised
+    residual sum :math:`y'H^{-1}y - \hat\beta'X'H^{-1}y` and :math:`n = N - p` (REML) or
+    :math:`N` (ML), lme4's profiled deviance is
+    :math:`f(\theta) = \sum_i\log|I + A_i\Psi| + [\log|X'H^{-1}X|] + n(1 + \log(2\pi\rho^2/n))`,
+    the -2 log-likelihood :math:`F(\Psi, \sigma^2)` at :math:`\hat\sigma^2 = \rho^2/n`.
+
+    **Gradient.** Write :math:`S_i = Z_i'H_i^{-1}Z_i = A_i - A_iU_iA_i`,
+    :math:`\tilde B_i = X_i'H_i^{-1}Z_i = B_i - B_iU_iA_i`, :math:`\tilde u_i = Z_i'H_i^{-1}r_i`
+    (:math:`r = y - X\hat\beta`) and :math:`K = (X'H^{-1}X)^{-1}`. For a symmetric direction
+    :math:`dΨ`, :math:`dF = \mathrm{tr}(Q\,d\Psi)` with
+    :math:`Q = \sum_i S_i - \sigma^{-2}\sum_i\tilde u_i\tilde u_i' - [\sum_i\tilde B_i'K\tilde B_i]`
+    (the bracket only under REML): this is :math:`\mathrm{tr}(PV_k) - y'PV_kPy` for
+    :math:`V_k = \sigma^2 Z\,d\Psi\,Z'` with :math:`P = V^{-1} - V^{-1}X(X'V^{-1}X)^{-1}X'V^{-1}`.
+    In :math:`\theta`: :math:`\partial f/\partial\theta_j = 2(Q\Lambda)_{r_jc_j}`.
+
+    **Hessian.** :math:`V` is linear in :math:`\Psi`, so
+    :math:`F_{\Psi\Psi}[X, Y] = -\mathrm{tr}(PV_XPV_Y) + 2\,y'PV_XPV_YPy` (Harville 1977), and
+    with :math:`D_i = \tilde B_i'K\tilde B_i`, :math:`N_X = \sum_i\tilde B_iX\tilde B_i'`,
+    :math:`v_X = \sum_i\tilde B_iX\tilde u_i`:
+
+    .. math::
+
+        \mathrm{tr}(PV_XPV_Y) = \textstyle\sum_i \mathrm{tr}(S_iXS_iY)
+            - [\sum_i \mathrm{tr}(D_iXS_iY) + \mathrm{tr}(D_iYS_iX) - \mathrm{tr}(KN_XKN_Y)],
+
+        y'PV_XPV_YPy = \sigma^{-2}\big(\textstyle\sum_i \tilde u_i'XS_iY\tilde u_i
+            - v_X'Kv_Y\big).
+
+    The sums over subjects are four small tensors (:math:`\sum S_i\otimes S_i`,
+    :math:`\sum D_i\otimes S_i`, :math:`\sum \tilde u_i\tilde u_i'\otimes S_i` of size q^4,
+    :math:`\sum \tilde B_i\otimes\tilde B_i` of size p^2q^2, :math:`\sum\tilde B_i\otimes\tilde u_i`),
+    each one matrix product over subjects. :math:`\sigma^2` is profiled out: on the profile
+    :math:`\partial F/\partial\sigma^2 = 0`, so the Hessian of :math:`f` in :math:`\Psi` is
+    the Schur complement :math:`F_{\Psi\Psi} - F_{\Psi s}F_{ss}^{-1}F_{s\Psi}` with
+    :math:`F_{s\Psi}[X] = \sigma^{-4}\mathrm{tr}(X\sum_i\tilde u_i\tilde u_i')` and
+    :math:`F_{ss} = n\sigma^{-4}`. Finally :math:`\partial\Psi/\partial\theta_j = E_j\Lambda' +
+    \Lambda E_j'` and :math:`\partial^2\Psi/\partial\theta_i\partial\theta_j = E_iE_j' + E_jE_i'`
+    (:math:`E_j` the unit matrix at :math:`(r_j, c_j)`) give
+    :math:`\nabla^2_\theta f = J'\nabla^2_\Psi f\,J + 2\,\delta_{c_ic_j}Q_{r_ir_j}`. The same
+    pieces give the exact Hessian of the -2 log-likelihood in lmerTest's parameters
+    :math:`(\theta, \sigma)` (:meth:`vp_derivatives`), used for Satterthwaite's df. No finite
+    differences are involved anywhere.
+
+    References: Bates et al. (2015), J Stat Softw 67(1); Harville DA (1977), J Am Stat Assoc
+    72:320-338; Kuznetsova et al. (2017), J Stat Softw 82(13).
+    """
+
+    def __init__(self, y, X, Z, starts, reml=True, sums=None):
         self.reml = bool(reml)
+        sums = lmm_sums(y, X, Z, starts) if sums is None else sums
         self.N, self.p = X.shape
         self.q = Z.shape[1]
         self.G = len(starts)
-        self.n_i = np.diff(np.r_[starts, self.N])
-        self.XtZ = group_sums(X, Z, starts)
-        self.ZtZ = group_sums(Z, Z, starts)
-        yy = y[:, None]
-        self.Xty = group_sums(X, yy, starts)[:, :, 0]
-        self.Zty = group_sums(Z, yy, starts)[:, :, 0]
-        self.yty_i = np.add.reduceat(y * y, starts)
-        self.XtX = X.T @ X
-        self.Xty_sum = self.Xty.sum(0)
-        self.yty = float(self.yty_i.sum())
-        self.ZtX = np.ascontiguousarray(self.XtZ.transpose(0, 2, 1))
+        self.n_i = sums["n_i"]
+        # subject-last storage (the fast layout of every evaluation) ...
+        self.Bt, self.At, self.ct = sums["Bt"], sums["At"], sums["ct"]
+        # ... and subject-first views of the same memory
+        self.XtZ = np.transpose(self.Bt, (2, 0, 1))  # (G, p, q)
+        self.ZtZ = np.transpose(self.At, (2, 0, 1))  # (G, q, q)
+        self.Zty = self.ct.T  # (G, q)
+        self.XtX = sums["XtX"]
+        self.Xty_sum = sums["Xty"]
+        self.yty = sums["yty"]
+        self.yty_i = sums.get("yty_i")
+        self.ZtZ_sum = self.At.sum(2)
         self.tril = np.tril_indices(self.q)
         self.n_theta = len(self.tril[0])
 
@@ -127,17 +269,24 @@ class LMMEngine:
         L[self.tril] = theta
         return L
 
+    def _Zr(self, beta):
+        """Z_i'r_i = c_i - B_i'beta per subject, subject-last (q, G)."""
+        return self.ct - np.tensordot(beta, self.Bt, axes=([0], [0]))
+
     def _core(self, Psi):
+        """Woodbury pieces at Psi; per-subject arrays are subject-last (.., G)."""
         q = self.q
-        K = np.eye(q) + Psi @ self.ZtZ  # I + Psi Z'Z  (G, q, q)
-        Kinv, logdet = batched_inv_logdet(K)
-        U = Kinv @ Psi  # (I + Psi Z'Z)^{-1} Psi, symmetric
-        XZU = self.XtZ @ U  # (G, p, q)
-        XtHX = self.XtX - np.tensordot(XZU, self.XtZ, axes=([0, 2], [0, 2]))
-        UZy = np.einsum("gqr,gr->gq", U, self.Zty)
-        XtHy = self.Xty_sum - np.einsum("gpq,gq->p", self.XtZ, UZy)
-        ytHy = self.yty - float(np.einsum("gq,gq->", self.Zty, UZy))
-        return dict(U=U, XZU=XZU, XtHX=XtHX, XtHy=XtHy, ytHy=ytHy, logdet=float(logdet.sum()))
+        K = _tmm(self.At, Psi)  # A_i Psi
+        K[np.arange(q), np.arange(q)] += 1.0
+        Kinv, logdet = _tinv_logdet(K)
+        U = _tmm(Psi, Kinv)  # Psi (I + A_i Psi)^{-1}, symmetric
+        XZU = _tmm(self.Bt, U)  # B_i U_i, (p, q, G)
+        XtHX = self.XtX - np.tensordot(XZU, self.Bt, axes=([1, 2], [1, 2]))
+        XtHy = self.Xty_sum - np.tensordot(XZU, self.ct, axes=([1, 2], [0, 1]))
+        UZy = (U * self.ct[None]).sum(1)
+        ytHy = self.yty - float(np.sum(self.ct * UZy))
+        return dict(U=U, XZU=XZU, XtHX=0.5 * (XtHX + XtHX.T), XtHy=XtHy, ytHy=ytHy,
+                    logdet=float(logdet.sum()))
 
     def _beta(self, core):
         CH, logdet_XtHX = sym_inv_logdet(core["XtHX"])
@@ -161,18 +310,19 @@ class LMMEngine:
 
     def _grad_pieces(self, Psi, core, CH, beta, sigma2):
         """Q with d(-2l)/dPsi = tr(Q dPsi), at fixed sigma2 (V = sigma2 (I + Z Psi Z'))."""
-        U = core["U"]
-        ZtZ = self.ZtZ
-        ZZU = ZtZ @ U  # (G, q, q)
-        S = ZtZ - ZZU @ ZtZ
-        B = self.XtZ - core["XZU"] @ ZtZ  # X'H^{-1}Z  (G, p, q)
-        Ztr = self.Zty - np.einsum("gqp,p->gq", self.ZtX, beta)
-        u = Ztr - np.einsum("gqr,gr->gq", ZZU, Ztr)
-        Q = S.sum(0) - np.einsum("gq,gr->qr", u, u) / sigma2
+        A = self.At
+        AU = _tmm(A, core["U"])  # A_i U_i
+        sumS = self.ZtZ_sum - np.tensordot(AU, A, axes=([1, 2], [0, 2]))
+        Bt = self.Bt - _tmm(core["XZU"], A)  # X_i'H_i^{-1}Z_i, (p, q, G)
+        Ztr = self._Zr(beta)
+        u = Ztr - (AU * Ztr[None]).sum(1)  # Z_i'H_i^{-1}r_i, (q, G)
+        Q = sumS - (u @ u.T) / sigma2
+        pieces = dict(B=Bt, Ztr=Ztr, u=u, ZZU=AU)
         if self.reml:
-            CB = np.einsum("ab,gbq->gaq", CH, B)
-            Q -= np.tensordot(B, CB, axes=([0, 1], [0, 1]))
-        return Q, dict(S=S, B=B, Ztr=Ztr, u=u, ZZU=ZZU)
+            CB = np.tensordot(CH, Bt, axes=([0], [0]))  # (p, q, G): K B~_i
+            Q -= np.tensordot(CB, Bt, axes=([0, 2], [0, 2]))
+            pieces["CB"] = CB
+        return 0.5 * (Q + Q.T), pieces
 
     def deviance_and_grad(self, theta):
         L = self.lam(theta)
@@ -184,12 +334,102 @@ class LMMEngine:
         if self.reml:
             dev += ld_x
         sigma2 = pwrss / n
-        Q, _ = self._grad_pieces(Psi, core, CH, beta, sigma2)
-        QL = Q @ L
-        grad = 2.0 * QL[self.tril]
+        Q, pc = self._grad_pieces(Psi, core, CH, beta, sigma2)
+        # Newton asks for the Hessian where it just evaluated the gradient: keep the pieces
+        self._last = (np.asarray(theta, float).tobytes(), core, CH, beta, pwrss, Q, pc)
+        grad = 2.0 * (Q @ L)[self.tril]
         return float(dev), grad
 
-    # --- natural parameters (vech G, sigma^2) for inference -----------------------------------
+    # --- second derivatives -------------------------------------------------------------------
+    def _hess_sums(self, core, CH, beta, pc):
+        """The subject sums of the Hessian (see the class docstring), each one matrix product
+        over subjects: SS = sum S (x) S, DS = sum D (x) S, uuS[a, d, b, c] = sum u_a u_d S_bc,
+        BB[p, a, r, b] = sum B~_pa B~_rb, Bu[p, a, b] = sum B~_pa u_b, uu = sum u u'."""
+        G, p, q = self.G, self.p, self.q
+        A = self.At
+        Bt, u = pc["B"], pc["u"]
+        S = A - _tmm(pc["ZZU"], A)
+        CB = pc["CB"] if "CB" in pc else np.tensordot(CH, Bt, axes=([0], [0]))
+        D = _tmm(np.transpose(CB, (1, 0, 2)), Bt)  # B~_i' K B~_i, (q, q, G)
+        Sf = S.reshape(q * q, G)
+        uu_i = (u[:, None, :] * u[None, :, :]).reshape(q * q, G)
+        Bf = Bt.reshape(p * q, G)
+        return dict(SS=(Sf @ Sf.T).reshape(q, q, q, q),
+                    DS=(D.reshape(q * q, G) @ Sf.T).reshape(q, q, q, q),
+                    uuS=(uu_i @ Sf.T).reshape(q, q, q, q),
+                    BB=(Bf @ Bf.T).reshape(p, q, p, q),
+                    Bu=(Bf @ u.T).reshape(p, q, q), uu=u @ u.T)
+
+    def _psi_derivatives(self, Psi, sigma2=None, theta=None):
+        """Gradient matrix Q and Hessian tensor F[a, b, c, d] (F_PsiPsi[X, Y] =
+        sum F_abcd X_ab Y_cd) of F(Psi, sigma2) with beta profiled, at ``sigma2`` (default:
+        its profile value)."""
+        n = self._dof()
+        last = getattr(self, "_last", None)
+        if sigma2 is None and theta is not None and last is not None \
+                and last[0] == np.asarray(theta, float).tobytes():
+            _, core, CH, beta, pwrss, Q, pc = last
+            s = pwrss / n
+        else:
+            core = self._core(Psi)
+            CH, _, beta, pwrss = self._beta(core)
+            s = pwrss / n if sigma2 is None else float(sigma2)
+            Q, pc = self._grad_pieces(Psi, core, CH, beta, s)
+        h = self._hess_sums(core, CH, beta, pc)
+        T1 = np.einsum("abcd->bcda", h["SS"])  # tr(S X S Y): X_bc Y_da
+        if self.reml:
+            D1 = np.einsum("abcd->bcda", h["DS"])
+            T1 = T1 - D1 - np.einsum("abcd->cdab", D1)
+            T1 = T1 + np.einsum("parb,rt,tcsd,sp->abcd", h["BB"], CH, h["BB"], CH,
+                                optimize=True)
+        T2 = (np.einsum("adbc->abcd", h["uuS"])
+              - np.einsum("pab,pr,rcd->abcd", h["Bu"], CH, h["Bu"], optimize=True)) / s
+        return dict(Q=Q, F=-T1 + 2.0 * T2, s=s, pwrss=pwrss, n=n, uu=h["uu"], BB=h["BB"],
+                    XtHX=core["XtHX"], CH=CH, beta=beta)
+
+    def _theta_jacobian(self, theta):
+        """Lambda and dPsi/dtheta_j = E_j Lambda' + Lambda E_j' as a (n_theta, q, q) stack."""
+        L = self.lam(theta)
+        J = np.zeros((self.n_theta, self.q, self.q))
+        for j, (r, c) in enumerate(zip(*self.tril, strict=True)):
+            J[j, r, :] += L[:, c]
+            J[j, :, r] += L[:, c]
+        return L, J
+
+    def _theta_block(self, d, J):
+        r, c = self.tril
+        H = np.einsum("abcd,iab,jcd->ij", d["F"], J, J)
+        return H + 2.0 * (c[:, None] == c[None, :]) * d["Q"][r[:, None], r[None, :]]
+
+    def hessian(self, theta):
+        """Exact Hessian of the profiled deviance :meth:`deviance` in theta."""
+        L, J = self._theta_jacobian(theta)
+        d = self._psi_derivatives(L @ L.T, theta=theta)
+        d["F"] = d["F"] - np.einsum("ab,cd->abcd", d["uu"], d["uu"]) / (d["s"] ** 2 * d["n"])
+        H = self._theta_block(d, J)
+        return 0.5 * (H + H.T)
+
+    def vp_derivatives(self, vp):
+        """Exact Hessian of the -2 log-likelihood (beta profiled, sigma not) in lmerTest's
+        parameters vp = (theta, sigma), and P_k = X'V^{-1} (dV/dvp_k) V^{-1}X for each of
+        them (so that dC/dvp_k = -C P_k C with C = cov(beta))."""
+        theta, sigma = np.asarray(vp[:-1], float), float(vp[-1])
+        s = sigma * sigma
+        L, J = self._theta_jacobian(theta)
+        d = self._psi_derivatives(L @ L.T, sigma2=s)
+        k = self.n_theta
+        H = np.zeros((k + 1, k + 1))
+        H[:k, :k] = self._theta_block(d, J)
+        H[:k, k] = H[k, :k] = 2.0 * sigma * np.einsum("ab,jab->j", d["uu"], J) / s**2
+        F_s = (d["n"] - d["pwrss"] / s) / s
+        F_ss = (2.0 * d["pwrss"] / s - d["n"]) / s**2
+        H[k, k] = 4.0 * s * F_ss + 2.0 * F_s
+        P = np.empty((k + 1, self.p, self.p))
+        P[:k] = np.einsum("parb,jab->jpr", d["BB"], J) / s
+        P[k] = 2.0 * d["XtHX"] / sigma**3
+        return 0.5 * (H + H.T), 0.5 * (P + np.transpose(P, (0, 2, 1)))
+
+    # --- natural parameters (vech G, sigma^2) -------------------------------------------------
     def natural_from_theta(self, theta):
         L = self.lam(theta)
         core = self._core(L @ L.T)
@@ -233,13 +473,13 @@ class LMMEngine:
         g_G = mult * Qn[self.tril]
         U = core["U"]
         # tr(H^{-1}) summed over subjects
-        trH = self.N - float(np.einsum("gqr,grq->", U, self.ZtZ))
+        trH = self.N - float(np.sum(U * self.At))
         # ||H^{-1} r||^2 summed
         rr = self.yty - 2 * float(beta @ self.Xty_sum) + float(beta @ self.XtX @ beta)
         Ztr = pc["Ztr"]
-        UZr = np.einsum("gqr,gr->gq", U, Ztr)
-        ZZUZr = np.einsum("gqr,gr->gq", self.ZtZ, UZr)
-        Hr2 = rr - 2 * float(np.einsum("gq,gq->", Ztr, UZr)) + float(np.einsum("gq,gq->", UZr, ZZUZr))
+        UZr = (U * Ztr[None]).sum(1)
+        ZZUZr = (self.At * UZr[None]).sum(1)
+        Hr2 = rr - 2 * float(np.sum(Ztr * UZr)) + float(np.sum(UZr * ZZUZr))
         g_s = trH / s2 - Hr2 / s2**2
         if self.reml:
             g_s -= float(np.sum(CH * self.XtH2X(U, core["XZU"]))) / s2
@@ -247,49 +487,63 @@ class LMMEngine:
 
     def XtH2X(self, U, XZU):
         """sum_i X_i'H_i^{-2}X_i."""
-        XZUZZ = XZU @ self.ZtZ
-        t1 = np.tensordot(XZU, self.XtZ, axes=([0, 2], [0, 2]))
-        t2 = np.einsum("gpq,gqr,gsr->ps", XZUZZ, U, self.XtZ, optimize=True)
+        XZUZZ = _tmm(XZU, self.At)
+        t1 = np.tensordot(XZU, self.Bt, axes=([1, 2], [1, 2]))
+        t2 = np.tensordot(_tmm(XZUZZ, U), self.Bt, axes=([1, 2], [1, 2]))
         return self.XtX - t1 - t1.T + t2
 
     def P_list(self, nat):
         """X'V^{-1} V_k V^{-1} X for each natural parameter k (so dC/dphi_k = C P_k C)."""
         st = self.state(nat)
         s2, core = st["sigma2"], st["core"]
-        B = self.XtZ - core["XZU"] @ self.ZtZ
+        B = self.Bt - _tmm(core["XZU"], self.At)
         out = []
         for r, c in zip(*self.tril, strict=True):
             E = np.zeros((self.q, self.q))
             E[r, c] = E[c, r] = 1.0
-            out.append(np.einsum("gaq,qr,gbr->ab", B, E, B, optimize=True) / s2**2)
+            out.append(np.tensordot(_tmm(B, E), B, axes=([1, 2], [1, 2])) / s2**2)
         out.append(self.XtH2X(core["U"], core["XZU"]) / s2**2)
         return np.array(out)
 
     def blups(self, nat):
         st = self.state(nat)
-        Ztr = self.Zty - np.einsum("gqp,p->gq", self.ZtX, st["beta"])
-        return np.einsum("gqr,gr->gq", st["core"]["U"], Ztr)
+        return (st["core"]["U"] * self._Zr(st["beta"])[None]).sum(1).T
 
     def start_theta(self):
-        """Moment-type start: per-subject least-squares random effects from OLS residuals."""
+        r"""Moment start from per-subject least-squares fits.
+
+        With :math:`b_i = A_i^{-1}Z_i'r_i` (r the OLS residuals), :math:`\mathrm{cov}(b)`
+        estimates :math:`G + \sigma^2\,\overline{A_i^{-1}}`; :math:`\sigma^2` is estimated from
+        the within-subject residuals of y on :math:`Z_i`
+        (:math:`\sum_i y_i'y_i - c_i'A_i^{-1}c_i` over :math:`\sum_i n_i - q`). When the
+        difference is not positive definite, half of :math:`\mathrm{cov}(b)` is used.
+        """
+        q = self.q
         beta = sym_solve(self.XtX, self.Xty_sum)
         rss = self.yty - float(beta @ self.Xty_sum)
         s2 = max(rss / max(self.N - self.p, 1), 1e-12)
-        Ztr = self.Zty - np.einsum("gqp,p->gq", self.ZtX, beta)
-        ok = self.n_i > self.q
-        theta0 = np.eye(self.q)[self.tril]
-        if ok.sum() > self.q + 1:
-            ZtZ = self.ZtZ[ok]
-            cond = np.linalg.cond(ZtZ)
-            good = cond < 1e8
-            if good.sum() > self.q + 1:
-                b = np.linalg.solve(ZtZ[good], Ztr[ok][good][..., None])[..., 0]
-                Gb = np.cov(b, rowvar=False).reshape(self.q, self.q)
-                Psi0 = 0.5 * Gb / s2 + 1e-4 * np.diag(np.diag(Gb) / s2 + 1e-6)
-                try:
-                    theta0 = np.linalg.cholesky(Psi0)[self.tril]
-                except np.linalg.LinAlgError:
-                    pass
+        theta0 = np.eye(q)[self.tril]
+        good = self.n_i > q
+        if good.sum() > q + 1:
+            good[good] = _tcond(self.At[:, :, good]) < 1e8
+        if good.sum() <= q + 1:
+            return theta0
+        Ai, _ = _tinv_logdet(self.At[:, :, good])
+        b = (Ai * self._Zr(beta)[None, :, good]).sum(1)  # (q, G_good)
+        Gb = np.cov(b).reshape(q, q)
+        Psi0 = 0.5 * Gb / s2 + 1e-4 * np.diag(np.diag(Gb) / s2 + 1e-6)
+        if self.yty_i is not None:
+            c = self.ct[:, good]
+            rss_w = float(np.sum(self.yty_i[good]) - np.sum(c * (Ai * c[None]).sum(1)))
+            s2w = rss_w / float(np.sum(self.n_i[good] - q))
+            if s2w > 0:
+                Gm = Gb - s2w * Ai.mean(axis=2)
+                if np.linalg.eigvalsh(Gm).min() > 1e-6 * np.abs(np.diag(Gm)).max():
+                    Psi0 = Gm / s2w
+        try:
+            theta0 = np.linalg.cholesky(Psi0)[self.tril]
+        except np.linalg.LinAlgError:
+            pass
         return theta0
 
 
@@ -300,6 +554,8 @@ class LMMPatternEngine(LMMEngine):
     O(patterns x q^2 p^2), independent of the number of subjects: the per-subject terms enter
     only through the pattern sums O_xx[s,q,r] = sum_i (X_i'Z_i)_{.q} (X_i'Z_i)_{.r}',
     O_xy[s,q,r] = sum_i (X_i'Z_i)_{.q} (Z_i'y_i)_r and O_yy[s,q,r] = sum_i (Z_i'y_i)_q (Z_i'y_i)_r.
+    Within pattern s, B~_i = B_i M_s and u~_i = M_s'(c_i - B_i'beta) with M_s = I - U_s A_s,
+    so the Hessian sums of :class:`LMMEngine` are contractions of the same pattern sums.
     """
 
     @staticmethod
@@ -323,8 +579,8 @@ class LMMPatternEngine(LMMEngine):
         m = p * q + q
         return n_patterns <= max(64, G // 3) and n_patterns * m * m <= max_doubles
 
-    def __init__(self, y, X, Z, starts, reml=True, patterns=None):
-        super().__init__(y, X, Z, starts, reml)
+    def __init__(self, y, X, Z, starts, reml=True, patterns=None, sums=None):
+        super().__init__(y, X, Z, starts, reml, sums=sums)
         q, p, G = self.q, self.p, self.G
         pat, keys = patterns if patterns is not None else self.patterns(self.ZtZ)
         S = len(keys)
@@ -382,10 +638,28 @@ class LMMPatternEngine(LMMEngine):
         R = self._R(beta)
         Mt = np.transpose(M, (0, 2, 1))
         Q = np.einsum("s,sqr->qr", self.n_s, S) - np.einsum("sqa,sab,sbr->qr", Mt, R, M) / sigma2
+        T = None
         if self.reml:
             T = (self.Oxx.reshape(self.S, self.q, self.q, -1) @ CH.ravel())
             Q -= np.einsum("sqa,sab,sbr->qr", Mt, T, M)
-        return Q, dict(M=M, R=R)
+        return 0.5 * (Q + Q.T), dict(M=M, R=R, S=S, T=T)
+
+    def _hess_sums(self, core, CH, beta, pc):
+        q, n = self.q, self.n_s
+        M, S = pc["M"], pc["S"]
+        Mt = np.transpose(M, (0, 2, 1))
+        T = pc["T"] if pc["T"] is not None else \
+            self.Oxx.reshape(self.S, q, q, -1) @ CH.ravel()
+        Sf = S.reshape(self.S, q * q)
+        D = (Mt @ T @ M).reshape(self.S, q * q)  # sum over the pattern's subjects of D_i
+        uu_s = Mt @ pc["R"] @ M  # sum of u~_i u~_i'
+        Oxr = self.Oxy - self.Oxx @ beta  # sum_i B_i[p, c] (c_i - B_i'beta)[d] as [s, c, d, p]
+        return dict(SS=((Sf * n[:, None]).T @ Sf).reshape(q, q, q, q),
+                    DS=(D.T @ Sf).reshape(q, q, q, q),
+                    uuS=(uu_s.reshape(self.S, q * q).T @ Sf).reshape(q, q, q, q),
+                    BB=np.einsum("sca,sdb,scdpr->parb", M, M, self.Oxx, optimize=True),
+                    Bu=np.einsum("sca,sdb,scdp->pab", M, M, Oxr, optimize=True),
+                    uu=uu_s.sum(0))
 
     def grad_nat(self, nat):
         st = self.state(nat)
@@ -425,9 +699,8 @@ class LMMPatternEngine(LMMEngine):
 
     def blups(self, nat):
         st = self.state(nat)
-        Ztr = self.Zty - np.einsum("gqp,p->gq", self.ZtX, st["beta"])
         U = st["core"]["U"][self.pat]
-        return np.einsum("gqr,gr->gq", U, Ztr)
+        return np.einsum("gqr,rg->gq", U, self._Zr(st["beta"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -452,6 +725,12 @@ def second_derivatives(structures, nat):
     return out if any_nonlinear else None
 
 
+def _chunks(idx: np.ndarray, doubles_per_item: int, budget: float = 4e6):
+    """Split ``idx`` into consecutive chunks of at most ``budget`` doubles of work arrays."""
+    size = max(1, int(budget // max(doubles_per_item, 1)))
+    return [idx[i:i + size] for i in range(0, len(idx), size)] if len(idx) else []
+
+
 def _one(s, n):
     sel = np.zeros(n, dtype=bool)
     sel[s] = True
@@ -468,21 +747,46 @@ class MMRMEngine:
     max_pattern_doubles = 2.5e7  # 200 MB of pattern sums at most
 
     def __init__(self, y, X, visit_code, subj_code, n_subj, n_visits, cov_group, structures,
-                 reml=True):
+                 reml=True, subject_weights=None, keep_rows=False):
+        """Rows with a NaN outcome are left out. ``subject_weights`` (one per subject, >= 0)
+        multiply each subject's contribution to the likelihood, exactly as if the subject were
+        in the data that many times (bootstrap multiplicities; 0 leaves a subject out).
+        ``keep_rows`` keeps the padded design so that :meth:`with_outcome` can swap outcomes
+        without rebuilding the design sums."""
         self.reml = bool(reml)
-        self.N, self.p = X.shape
         self.t = t = n_visits
         self.structures = structures
-        p = self.p
-        Xf = np.zeros((n_subj, t, p))
-        Xf[subj_code, visit_code] = X
-        yf = np.zeros((n_subj, t))
-        yf[subj_code, visit_code] = y
-        mask = np.zeros((n_subj, t), dtype=bool)
-        mask[subj_code, visit_code] = True
+        y = np.asarray(y, dtype=float)
+        subj_code = np.asarray(subj_code, dtype=np.int64)
+        visit_code = np.asarray(visit_code, dtype=np.int64)
+        w = np.ones(n_subj) if subject_weights is None else \
+            np.asarray(subject_weights, dtype=float)
+        rows = np.isfinite(y) & (w[subj_code] > 0)
+        self._rows = rows
+        present = np.zeros(n_subj, dtype=bool)
+        present[subj_code[rows]] = True
+        subjects = np.flatnonzero(present)  # subjects the likelihood uses
+        self.subjects = subjects
+        self.subject_weights = w[subjects]
+        self.N = float(w[subj_code[rows]].sum())
+        self.n_rows = int(rows.sum())
+        self.p = p = X.shape[1]
+        local = np.full(n_subj, -1, dtype=np.int64)
+        local[subjects] = np.arange(len(subjects))
+        sc, vc = local[subj_code[rows]], visit_code[rows]
+        self._cells = (sc, vc)
+        n = len(subjects)
+        rw = np.sqrt(self.subject_weights)
+        Xf = np.zeros((n, t, p))
+        Xf[sc, vc] = X[rows] * rw[sc, None]
+        yf = np.zeros((n, t))
+        yf[sc, vc] = y[rows] * rw[sc]
+        mask = np.zeros((n, t), dtype=bool)
+        mask[sc, vc] = True
         bits = (mask * (1 << np.arange(t, dtype=np.int64))).sum(1)
-        key = cov_group.astype(np.int64) * (1 << t) + bits
+        key = np.asarray(cov_group, dtype=np.int64)[subjects] * (1 << t) + bits
         ukeys, pat = np.unique(key, return_inverse=True)
+        pat = pat.ravel()
         self.subject_pattern = pat
         S = len(ukeys)
         self.n_patterns = S
@@ -490,9 +794,10 @@ class MMRMEngine:
         self.pat_mask = np.zeros((S, t), dtype=bool)
         for s, k in enumerate(ukeys):
             self.pat_mask[s] = ((int(k) & ((1 << t) - 1)) >> np.arange(t)) & 1 == 1
-        self.n_s = np.bincount(pat, minlength=S).astype(float)
+        self.n_s = np.bincount(pat, weights=self.subject_weights, minlength=S).astype(float)
         order = np.argsort(pat, kind="stable")
         bounds = np.r_[0, np.cumsum(np.bincount(pat, minlength=S))]
+        self.order = order
         self.bounds = bounds
         Tyy = np.empty((S, t, t))
         # Pattern sums of x_ij x_ik' cost S t^2 p^2 doubles; beyond the budget (many visits,
@@ -512,11 +817,13 @@ class MMRMEngine:
             self.Txx = Txx.reshape(S, t * t, p * p)
             self.Txy = Txy.reshape(S, t * t, p)
         else:
+            keep_rows = True
+            for s in range(S):
+                ys = yf[order[bounds[s] : bounds[s + 1]]]
+                Tyy[s] = ys.T @ ys
+        if keep_rows:
             self.Xs = np.ascontiguousarray(Xf[order])
             self.ys = np.ascontiguousarray(yf[order])
-            for s in range(S):
-                ys = self.ys[bounds[s] : bounds[s + 1]]
-                Tyy[s] = ys.T @ ys
         del Xf, yf
         self.Tyy = Tyy.reshape(S, t * t)
         self.pm2 = (self.pat_mask[:, :, None] & self.pat_mask[:, None, :]).astype(float)
@@ -526,6 +833,53 @@ class MMRMEngine:
         self.n_groups_cov = len(structures)
         self.nat_sizes = [st.n_natural for st in structures]
         self.opt_sizes = [st.n_opt for st in structures]
+
+    def with_outcome(self, y):
+        """A copy of this engine for a new outcome vector observed on the same rows (the
+        design sums are shared; only the outcome sums are recomputed). Needs ``keep_rows``."""
+        import copy
+
+        if not hasattr(self, "ys"):
+            raise ValueError("with_outcome needs an engine built with keep_rows=True")
+        y = np.asarray(y, dtype=float)[self._rows]
+        sc, vc = self._cells
+        t, S = self.t, self.n_patterns
+        n = len(self.subjects)
+        rw = np.sqrt(self.subject_weights)
+        yf = np.zeros((n, t))
+        yf[sc, vc] = y * rw[sc]
+        ys = np.ascontiguousarray(yf[self.order])
+        new = copy.copy(self)
+        new.ys = ys
+        b = self.bounds
+        Tyy = np.empty((S, t, t))
+        if self.pattern_stats:
+            p = self.p
+            Txy = np.empty((S, t, t, p))
+            for s in range(S):
+                Xs = self.Xs[b[s]:b[s + 1]].reshape(b[s + 1] - b[s], t * p)
+                yb = ys[b[s]:b[s + 1]]
+                Txy[s] = (Xs.T @ yb).reshape(t, p, t).transpose(0, 2, 1)
+                Tyy[s] = yb.T @ yb
+            new.Txy = Txy.reshape(S, t * t, p)
+        else:
+            for s in range(S):
+                yb = ys[b[s]:b[s + 1]]
+                Tyy[s] = yb.T @ yb
+        new.Tyy = Tyy.reshape(S, t * t)
+        return new
+
+    def rescaled(self, factor):
+        """A copy of this engine with the outcome multiplied by ``factor`` (no data pass)."""
+        import copy
+
+        new = copy.copy(self)
+        new.Tyy = self.Tyy * factor**2
+        if self.pattern_stats:
+            new.Txy = self.Txy * factor
+        if hasattr(self, "ys"):
+            new.ys = self.ys * factor
+        return new
 
     # --- parameter maps -----------------------------------------------------------------------
     def split(self, vec, sizes):
@@ -567,7 +921,7 @@ class MMRMEngine:
         self.Tyy = self.Tyy * factor**2
         if self.pattern_stats:
             self.Txy = self.Txy * factor
-        else:
+        if hasattr(self, "ys"):
             self.ys = self.ys * factor
 
     # --- contractions with the data (pattern sums or raw padded rows) --------------------------
@@ -680,10 +1034,13 @@ class MMRMEngine:
 
     def deviance_and_grad_opt(self, opt):
         nat = self.opt_to_nat(opt)
-        core = self._core(self.sigmas_nat(nat))
+        sig = self.sigmas_nat(nat)
+        core = self._core(sig)
         if core is None:
             return np.inf, np.zeros_like(opt)
         C, ld_x, beta, rss = self._beta(core)
+        self._last_state = (np.array(opt, dtype=float), dict(
+            sigmas=sig, core=core, C=C, beta=beta, cov_beta=C, rss=rss, ld_x=ld_x))
         dev = core["logdet"] + rss
         dev += (ld_x + (self.N - self.p) * LOG2PI) if self.reml else self.N * LOG2PI
         Gg = self._G_by_group(core, C, beta)
@@ -695,6 +1052,13 @@ class MMRMEngine:
             grad[k0 : k0 + len(v)] = np.einsum("kab,ab->k", dS, Gg[g])
             k0 += len(v)
         return float(dev), grad
+
+    def state_opt(self, opt):
+        """:meth:`state` at optimisation parameters (reuses the last evaluation there)."""
+        last = getattr(self, "_last_state", None)
+        if last is not None and np.array_equal(last[0], opt):
+            return last[1]
+        return self.state(self.opt_to_nat(opt))
 
     def state(self, nat):
         sig = self.sigmas_nat(nat)
@@ -711,25 +1075,32 @@ class MMRMEngine:
         t, p, S = self.t, self.p, self.n_patterns
         Y = np.zeros((self.n_groups_cov, t, t, p, p))
         Yr = np.zeros((self.n_groups_cov, t, t, p)) if beta is not None else None
+        if self.pattern_stats:
+            Wt = np.transpose(W, (0, 2, 1))
+            for g in range(self.n_groups_cov):
+                for sel in _chunks(np.flatnonzero(self.pat_group == g), t * p * p):
+                    n = len(sel)
+                    T = self.Txx[sel].reshape(n, t, t * p * p)
+                    tmp = (Wt[sel] @ T).reshape(n, t, t, p * p)  # [s, a, l, pq]
+                    out = np.swapaxes(tmp, 2, 3) @ W[sel][:, None]  # [s, a, pq, b]
+                    Y[g] += np.transpose(out.sum(0), (0, 2, 1)).reshape(t, t, p, p)
+                    if beta is not None:
+                        Txr = self.Txy[sel].reshape(n, t, t, p) - \
+                            (self.Txx[sel].reshape(n, t, t, p, p) @ beta)
+                        tmp = (Wt[sel] @ Txr.reshape(n, t, t * p)).reshape(n, t, t, p)
+                        out = np.swapaxes(tmp, 2, 3) @ W[sel][:, None]  # [s, a, p, b]
+                        Yr[g] += np.transpose(out.sum(0), (0, 2, 1))
+            return Y, Yr
         for s in range(S):
             g = self.pat_group[s]
             Ws = W[s]
-            if self.pattern_stats:
-                T = self.Txx[s].reshape(t, t, p, p)
-                tmp = np.tensordot(Ws, T, axes=([0], [0]))  # (a, l, p, q)
-                Y[g] += np.tensordot(tmp, Ws, axes=([1], [0])).transpose(0, 3, 1, 2)
-                if beta is not None:
-                    Txr = self.Txy[s].reshape(t, t, p) - T @ beta
-                    tmp = np.tensordot(Ws, Txr, axes=([0], [0]))  # (a, l, p)
-                    Yr[g] += np.tensordot(tmp, Ws, axes=([1], [0])).transpose(0, 2, 1)
-            else:
-                b0, b1 = self.bounds[s], self.bounds[s + 1]
-                Z = Ws @ self.Xs[b0:b1]  # (n, t, p)
-                Y[g] += np.tensordot(Z, Z, axes=([0], [0])).transpose(0, 2, 1, 3)
-                if beta is not None:
-                    r = self.ys[b0:b1] - self.Xs[b0:b1] @ beta
-                    Wr = r @ Ws
-                    Yr[g] += np.tensordot(Z, Wr, axes=([0], [0])).transpose(0, 2, 1)
+            b0, b1 = self.bounds[s], self.bounds[s + 1]
+            Z = Ws @ self.Xs[b0:b1]  # (n, t, p)
+            Y[g] += np.tensordot(Z, Z, axes=([0], [0])).transpose(0, 2, 1, 3)
+            if beta is not None:
+                r = self.ys[b0:b1] - self.Xs[b0:b1] @ beta
+                Wr = r @ Ws
+                Yr[g] += np.tensordot(Z, Wr, axes=([0], [0])).transpose(0, 2, 1)
         return Y, Yr
 
     def P_list(self, nat):
@@ -750,7 +1121,7 @@ class MMRMEngine:
             out[ks] = (D @ Y[g].reshape(t2, -1)).reshape((len(ks),) + tail)
         return out
 
-    def hessian_nat(self, nat, d2sigma=None):
+    def hessian_nat(self, nat, d2sigma=None, state=None):
         """Analytic observed Hessian of the profiled -2 (RE)ML log-likelihood in the natural
         parameters:
 
@@ -758,9 +1129,11 @@ class MMRMEngine:
 
         with P = V^-1 - V^-1 X C X'V^-1 under REML (V^-1 under ML) and S_k = dSigma/dphi_k.
         """
-        sig = self.sigmas_nat(nat)
-        core = self._core(sig)
-        C, _, beta, _ = self._beta(core)
+        if state is None:
+            core = self._core(self.sigmas_nat(nat))
+            C, _, beta, _ = self._beta(core)
+        else:
+            core, C, beta = state["core"], state["C"], state["beta"]
         W = core["W"]
         ds = self.dsigma_nat(nat)
         K = len(ds)
@@ -779,14 +1152,18 @@ class MMRMEngine:
             dS = np.array([ds[k][1] for k in ks])  # (Kg, t, t)
             block = np.zeros((len(ks), len(ks)))
             Kg = len(ks)
-            for s in np.flatnonzero(self.pat_group == g):
-                A = W[s] @ dS  # (Kg, t, t): W S_k
-                AB = A @ B[s]  # W S_k (W M)
+            t = self.t
+            for sel in _chunks(np.flatnonzero(self.pat_group == g), Kg * t * t):
+                A = W[sel][:, None] @ dS[None]  # (n, Kg, t, t): W S_k
+                AB = A @ B[sel][:, None]  # W S_k (W M)
                 # -n_s tr(W S_k W S_l) + 2 tr(W S_k W S_l W M), as matrix products (BLAS):
                 # tr(A_k D_l) = vec(A_k) . vec(D_l')
-                At = np.transpose(A, (0, 2, 1)).reshape(Kg, -1)
-                ABt = np.transpose(AB, (0, 2, 1)).reshape(Kg, -1)
-                block += A.reshape(Kg, -1) @ (2.0 * ABt - self.n_s[s] * At).T
+                n = len(sel)
+                At = np.swapaxes(A, 2, 3).reshape(n, Kg, -1)
+                ABt = np.swapaxes(AB, 2, 3).reshape(n, Kg, -1)
+                D = 2.0 * ABt - self.n_s[sel][:, None, None] * At
+                A2 = np.swapaxes(A.reshape(n, Kg, -1), 0, 1).reshape(Kg, -1)
+                block += A2 @ np.swapaxes(D, 0, 1).reshape(Kg, -1).T
             H[np.ix_(ks, ks)] += block
         if self.reml:
             CP = C @ Pk  # (K, p, p)
@@ -805,12 +1182,7 @@ class MMRMEngine:
         J = np.zeros((sum(self.nat_sizes), len(opt)))
         r0 = c0 = 0
         for st, v in zip(self.structures, self.split(opt, self.opt_sizes), strict=True):
-            for k in range(len(v)):
-                h = 1e-6 * max(1.0, abs(v[k]))
-                e = np.zeros_like(v)
-                e[k] = h
-                J[r0:r0 + st.n_natural, c0 + k] = \
-                    (st.to_natural(v + e) - st.to_natural(v - e)) / (2 * h)
+            J[r0:r0 + st.n_natural, c0:c0 + len(v)] = st.jacobian_opt(v)
             r0 += st.n_natural
             c0 += len(v)
         return J
@@ -823,7 +1195,9 @@ class MMRMEngine:
         d2 = None
         if any(not st.linear for st in self.structures):
             d2 = second_derivatives(self.structures, nat)
-        return J.T @ self.hessian_nat(nat, d2) @ J
+        last = getattr(self, "_last_state", None)
+        state = last[1] if last is not None and np.array_equal(last[0], opt) else None
+        return J.T @ self.hessian_nat(nat, d2, state=state) @ J
 
     def kr_inner(self, nat, Wphi, d2sigma=None):
         """sum_kl W_kl (Q_kl - P_k C P_l - R_kl / 4) of Kenward-Roger without forming the K^2

@@ -12,6 +12,7 @@ criterion is the profiled REML (or ML) deviance of Bates et al. (2015), minimise
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -22,7 +23,7 @@ from scipy import stats
 from kanalysis.errors import ConfigurationError, ConvergenceWarning, StatisticalWarning
 from kanalysis.models import inference
 from kanalysis.models._design import Design, _required_variables, build_design, design_rows
-from kanalysis.models._engine import LMMEngine, LMMPatternEngine, group_sums
+from kanalysis.models._engine import LMMEngine, LMMPatternEngine, lmm_sums
 from kanalysis.models._results import (
     FixedEffectsResult,
     SummaryText,
@@ -52,6 +53,11 @@ class LMMResult(FixedEffectsResult):
         Conditional modes (BLUPs) :math:`\hat u_i = G Z_i' V_i^{-1}(y_i - X_i\hat\beta)`.
     n_obs, n_groups, n_dropped : int
         Rows used, subjects, rows dropped for missing values.
+    timings : dict
+        Wall seconds of the fit's stages (``design_seconds``: formulas and checks;
+        ``sums_seconds``: the one pass over the rows for the per-subject sums;
+        ``optimise_seconds``; ``inference_seconds``: Hessian, Satterthwaite pieces, BLUPs) and
+        the number of criterion-and-gradient ``evaluations`` and exact ``hessians`` used.
     """
 
     def __init__(self, design: Design, engine: LMMEngine, theta, re_names, converged, reml,
@@ -94,17 +100,11 @@ class LMMResult(FixedEffectsResult):
         # parameterisation at interior optima, and at singular fits (theta_jj = 0) it drops the
         # degenerate direction exactly as lmerTest does.
         vp = np.r_[theta, np.sqrt(self.scale)]
-        # theta is relative to sigma (dimensionless): its typical size is that of its largest
-        # element; sigma is on the outcome scale.
-        typical = np.r_[np.full(engine.n_theta, max(float(np.abs(theta).max()), 1e-3)),
-                        vp[-1]]
-        H = inference.numerical_hessian(
-            lambda v: _vp_jacobian(engine, v).T @ engine.grad_nat(_vp_to_nat(engine, v)), vp,
-            typical=typical)
+        # Exact Hessian of the -2 log-likelihood and P_k = X'V^-1 V_k V^-1 X in (theta, sigma)
+        # from the engine's closed forms (no finite differences).
+        H, P = engine.vp_derivatives(vp)
         W, ok = inference.param_covariance(H)
         self.hessian_ok = ok
-        J = _vp_jacobian(engine, vp)
-        P = np.einsum("kj,kab->jab", J, engine.P_list(nat))
         self._init_inference(st["beta"], st["cov_beta"], P, W)
         self.cov_theta_sigma = W
         b = engine.blups(nat) / z_scale[None, :]
@@ -263,6 +263,7 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
         re_vars = sorted(_required_variables(re_formula, data.columns))
     except ConfigurationError as exc:
         raise ConfigurationError(f"lmm: could not parse re_formula {re_formula!r}: {exc}") from exc
+    t_start = time.perf_counter()
     design = build_design(data, formula, groups, extra_columns=re_vars, what="lmm")
     try:
         Zmm = Formula(re_formula).get_model_matrix(design.data)
@@ -276,13 +277,17 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
     z_scale = np.sqrt(np.mean(Z**2, axis=0))
     z_scale[~(z_scale > 0)] = 1.0
     Z = Z / z_scale
-    ZtZ = group_sums(Z, Z, design.group_starts)
-    pat, keys = LMMPatternEngine.patterns(ZtZ)
-    if LMMPatternEngine.feasible(len(keys), len(ZtZ), design.X.shape[1], Z.shape[1]):
+    t_design = time.perf_counter()
+    # The one pass over the rows: per-subject X'Z, Z'Z, Z'y and the totals.
+    sums = lmm_sums(design.y, design.X, Z, design.group_starts)
+    pat, keys = LMMPatternEngine.patterns(np.transpose(sums["At"], (2, 0, 1)))
+    if LMMPatternEngine.feasible(len(keys), len(pat), design.X.shape[1], Z.shape[1]):
         engine = LMMPatternEngine(design.y, design.X, Z, design.group_starts, reml=reml,
-                                  patterns=(pat, keys))
+                                  patterns=(pat, keys), sums=sums)
     else:
-        engine = LMMEngine(design.y, design.X, Z, design.group_starts, reml=reml)
+        engine = LMMEngine(design.y, design.X, Z, design.group_starts, reml=reml, sums=sums)
+    del Z
+    t_sums = time.perf_counter()
     if engine.N <= engine.p:
         raise ConfigurationError(f"lmm: {engine.N} observations cannot estimate {engine.p} fixed "
                                  "effects")
@@ -293,11 +298,21 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
     theta0 = engine.start_theta()
     advice = ("Try rescaling time (e.g. weeks instead of days), centring covariates, or a "
               "simpler re_formula.")
+    counts = {"evaluations": 0, "hessians": 0}
+
+    def fun_grad(th):
+        counts["evaluations"] += 1
+        return engine.deviance_and_grad(th)
+
+    def hess(th):
+        counts["hessians"] += 1
+        return engine.hessian(th)
+
     # theta is optimised without bounds: Lambda Lambda' does not change when a column of Lambda
     # changes sign, and projecting Newton steps onto theta_jj >= 0 can park the optimiser on the
-    # saddle theta_jj = 0 (where the gradient in theta_jj vanishes by symmetry).
-    theta, converged, msg = minimise(engine.deviance_and_grad, theta0, what="lmm",
-                                     advice=advice)
+    # saddle theta_jj = 0 (where the gradient in theta_jj vanishes by symmetry). Newton steps
+    # use the exact Hessian of the profiled deviance.
+    theta, converged, msg = minimise(fun_grad, theta0, what="lmm", advice=advice, hess=hess)
     theta = _canonical_theta(engine, theta)
     diag = engine.tril[0] == engine.tril[1]
     scale_th = max(float(np.max(np.abs(theta))), 1e-3)
@@ -306,11 +321,18 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
         trial = theta.copy()
         trial[j] = 1e-2 * scale_th
         if engine.deviance(trial) < engine.deviance(theta) - 1e-9:
-            theta, converged, msg = minimise(engine.deviance_and_grad, trial, what="lmm",
-                                             advice=advice)
+            theta, converged, msg = minimise(fun_grad, trial, what="lmm", advice=advice,
+                                             hess=hess)
             theta = _canonical_theta(engine, theta)
-    return LMMResult(design, engine, theta, re_names, converged, reml, groups, formula,
-                     re_formula, msg, z_scale=z_scale)
+    t_opt = time.perf_counter()
+    result = LMMResult(design, engine, theta, re_names, converged, reml, groups, formula,
+                       re_formula, msg, z_scale=z_scale)
+    t_end = time.perf_counter()
+    result.timings = {
+        "design_seconds": t_design - t_start, "sums_seconds": t_sums - t_design,
+        "optimise_seconds": t_opt - t_sums, "inference_seconds": t_end - t_opt,
+        "total_seconds": t_end - t_start, **counts}
+    return result
 
 
 def _vp_to_nat(engine, vp):
