@@ -139,10 +139,12 @@ mmrm_fit = ka.mmrm(
     covariance=params.covariance,
 )
 if multi_arm:
-    lsmeans = mmrm_fit.lsmeans(specs="arm", by="visit")
-    contrasts = mmrm_fit.contrast(specs="arm", by="visit", method="pairwise", alpha=params.alpha)
+    lsmeans = mmrm_fit.lsmeans(specs="arm", by="visit", conf_level=report.conf_level)
+    contrasts = mmrm_fit.contrast(
+        specs="arm", by="visit", method="pairwise", conf_level=report.conf_level
+    )
 else:
-    lsmeans = mmrm_fit.lsmeans(specs="visit")
+    lsmeans = mmrm_fit.lsmeans(specs="visit", conf_level=report.conf_level)
     lsmeans["arm"] = data["arm"].iloc[0]
     contrasts = None
 report.publish(mmrm_fit, "mmrm_fixed_effects", record=False, show=False)

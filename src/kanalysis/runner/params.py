@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from kanalysis.errors import ConfigurationError
+from kanalysis.models.covariance import STRUCTURES as _COVARIANCE_STRUCTURES
 from kanalysis.tables import PRIVACY_MODES, check_privacy
 
 KERNEL_NAME = "python3"
@@ -35,7 +36,8 @@ NOTEBOOKS = (
     "05_paper_figures",
 )
 DEFAULT_COHORT = "data/synthetic/serial"
-COVARIANCE_STRUCTURES = ("us", "cs", "csh", "ar1", "ar1h", "toep")
+#: MMRM covariance structures: the names of :data:`kanalysis.models.covariance.STRUCTURES`.
+COVARIANCE_STRUCTURES = tuple(_COVARIANCE_STRUCTURES)
 #: Relapse rules of :func:`kanalysis.durability.derive`: (a) loss of response, (b) score threshold,
 #: (c) clinical events, by letter or name; combine with "+" (``"b+c"`` is SUSTAIN-1's definition).
 RELAPSE_RULES = (
