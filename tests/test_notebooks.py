@@ -205,10 +205,10 @@ def test_03_response_durability(tmp_path):
     assert [r["hr"] for r in res["cox_adjusted"]] == [_approx(v) for v in adjusted["hr"]]
     km = durability.kaplan_meier(table, group="arm").median()
     for row in res["km_median"]:
-        assert row["median"] == _approx(km.loc[row["arm"], "median"])
+        assert row["estimate"] == _approx(km.loc[row["arm"], "estimate"])
     tau = res["rmst_tau"]
     rmst = durability.rmst(table, tau=tau, group="arm")
-    assert res["rmst"][-1]["rmst"] == _approx(rmst["rmst"].iloc[-1])
+    assert res["rmst"][-1]["estimate"] == _approx(rmst["estimate"].iloc[-1])
     assert res["logrank"]["chisq"] == _approx(durability.logrank(table, group="arm").chisq)
     status = outcomes.responder_status(cohort, "MADRS", response_reduction=0.5)
     rates = outcomes.response_rates(status, "response")
@@ -294,6 +294,10 @@ def _check_readable_report(run_dir: Path, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Strict privacy
 # ---------------------------------------------------------------------------------------------
+#: The notebooks that read the cohort (07 simulates trials and reads no patient data).
+PATIENT_DATA_NOTEBOOKS = [name for name in runner.NOTEBOOKS if not name.startswith("07")]
+
+
 @pytest.fixture(scope="module")
 def small_cohort(tmp_path_factory):
     """A maintenance-design cohort of 48 subjects: most cells are small."""
@@ -332,8 +336,8 @@ def test_cohort_metadata_makes_the_run_stricter(tmp_path, small_cohort):
     (cohort / "metadata.json").write_text(json.dumps(meta))
     # Compound symmetry: an unstructured MMRM is over-parameterised on 48 subjects.
     result = runner.run_notebooks(
-        None, cohort=cohort, out=tmp_path / "out", run_id="meta", progress=False,
-        parameters={"covariance": "cs"},
+        PATIENT_DATA_NOTEBOOKS, cohort=cohort, out=tmp_path / "out", run_id="meta",
+        progress=False, parameters={"covariance": "cs"},
     )
     run_dir = result.run_dir
     leaks = scan_small_counts(run_dir, 30)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from kanalysis.errors import ConfigurationError
+from kanalysis.rules import DEFAULT_MIN_CELL_COUNT
 
 __all__ = [
     "DEFAULT_MIN_CELL_COUNT",
@@ -44,7 +45,6 @@ __all__ = [
     "suppress_small_counts",
 ]
 
-DEFAULT_MIN_CELL_COUNT = 11
 
 # What each kind of identifier is, for the report.
 IDENTIFIER_KINDS: dict[str, str] = {

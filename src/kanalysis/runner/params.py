@@ -21,6 +21,7 @@ import numpy as np
 
 from kanalysis.errors import ConfigurationError
 from kanalysis.models.covariance import STRUCTURES as _COVARIANCE_STRUCTURES
+from kanalysis.rules import DEFAULT_MIN_CELL_COUNT, RELAPSE_RULE_NAMES, parse_relapse_rule
 from kanalysis.tables import PRIVACY_MODES, check_privacy
 
 KERNEL_NAME = "python3"
@@ -34,21 +35,14 @@ NOTEBOOKS = (
     "03_response_durability",
     "04_safety",
     "05_paper_figures",
+    "07_power",
 )
 DEFAULT_COHORT = "data/synthetic/serial"
 #: MMRM covariance structures: the names of :data:`kanalysis.models.covariance.STRUCTURES`.
 COVARIANCE_STRUCTURES = tuple(_COVARIANCE_STRUCTURES)
-#: Relapse rules of :func:`kanalysis.durability.derive`: (a) loss of response, (b) score threshold,
-#: (c) clinical events, by letter or name; combine with "+" (``"b+c"`` is SUSTAIN-1's definition).
-RELAPSE_RULES = (
-    "a",
-    "b",
-    "c",
-    "loss_of_response",
-    "threshold",
-    "clinical_event",
-    "clinical_events",
-)
+#: Accepted names of the relapse rules (:data:`kanalysis.rules.RELAPSE_RULE_NAMES`: keys and
+#: aliases; combine with "+", ``"b+c"`` is SUSTAIN-1's definition).
+RELAPSE_RULES = RELAPSE_RULE_NAMES
 FIGURE_FORMATS = ("pdf", "svg", "png")
 
 
@@ -142,7 +136,7 @@ class NotebookParameters:
     output_dir: str = "reports/notebooks"
     figure_formats: tuple[str, ...] = FIGURE_FORMATS
     privacy: str = "none"
-    min_cell_count: int = 11
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,7 +182,7 @@ def validate_parameters(
     output_dir: str = "reports/notebooks",
     figure_formats: str | Sequence[str] = FIGURE_FORMATS,
     privacy: str = "none",
-    min_cell_count: int = 11,
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT,
     check_paths: bool = True,
     **extra: Any,
 ) -> NotebookParameters:
@@ -282,13 +276,14 @@ def validate_parameters(
             )
         if value < 0:
             raise ConfigurationError(f"Parameter `{name}` must be >= 0, but {value:g} was passed.")
-    parts = relapse_rule.split("+") if isinstance(relapse_rule, str) else [relapse_rule]
-    for part in parts:
-        if part.strip() not in RELAPSE_RULES:
-            raise ConfigurationError(
-                f"The value for parameter `relapse_rule` must be one of {list(RELAPSE_RULES)} or "
-                f"a '+' combination (e.g. 'b+c'), but {relapse_rule!r} was passed."
-            )
+    if not isinstance(relapse_rule, str):
+        raise ConfigurationError(
+            f"Parameter `relapse_rule` must be text such as 'b+c', but {relapse_rule!r} was passed."
+        )
+    try:
+        parse_relapse_rule(relapse_rule)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"Parameter `relapse_rule`: {exc}") from exc
     a = _number("alpha", alpha)
     if not 0 < a <= 0.5:
         raise ConfigurationError(

@@ -256,6 +256,12 @@ class NotebookReport:
             return _displayed(shown)
         return shown
 
+    def save_table(self, table: Any, name: str, **kwargs: Any) -> list[Path]:
+        """Save ``tables/<notebook>_<name>.csv`` and ``.tex`` under the privacy policy, without
+        displaying or recording (prefer :meth:`publish`)."""
+        suppressed = self.suppressed(table)
+        return write_table(suppressed, self.tables_dir / f"{self.name}_{name}", **kwargs)
+
     def show(self, table: pd.DataFrame) -> pd.DataFrame:
         """Display a table (suppressed under strict privacy) formatted for reading, unsaved."""
         shown = format_table(self.suppressed(table))
