@@ -55,13 +55,13 @@ params, report, cohort = setup_notebook("02_symptom_trajectories", globals())
 # %%
 import pandas as pd
 
-import kanalysis as ka
-from kanalysis import outcomes
+from kanalysis import recipes
 from kanalysis.plots import trajectories
 
-data = trajectories.trajectory_data(cohort, report.scale)
+# The analyses of this notebook, with the run's parameters (also used by the paper figures).
+analysis = recipes.run("trajectories", cohort, params)
+data = analysis.data
 summary = report.apply(trajectories.visit_summary, data, alpha=params.alpha)
-multi_arm = data["arm"].nunique() > 1
 ax = trajectories.spaghetti(
     data,
     summary=report.apply(trajectories.visit_summary, data, alpha=params.alpha, label=None),
@@ -81,39 +81,12 @@ report.publish(summary, "visit_summary")
 # that compare the time scales come from maximum-likelihood refits.
 
 # %%
-arm_term = " * C(arm)" if multi_arm else ""
-lmm_fits = {}
-for time_name in ("day", "log_time"):
-    lmm_fits[time_name] = ka.lmm(
-        data,
-        formula=f"score ~ {time_name}{arm_term}",
-        groups="subject_id",
-        re_formula=f"~ 1 + {time_name}",
-    )
-    report.publish(lmm_fits[time_name], f"lmm_{time_name}_fixed_effects", record=False)
-    report.publish(
-        lmm_fits[time_name].variance_components(), f"lmm_{time_name}_variances", show=False
-    )
-lmm_ml_aic = {
-    name: ka.lmm(
-        data, formula=fit.formula, groups="subject_id", re_formula=f"~ 1 + {name}", reml=False
-    ).aic
-    for name, fit in lmm_fits.items()
-}
-report.show(pd.DataFrame({"time scale": list(lmm_ml_aic), "AIC (ML)": list(lmm_ml_aic.values())}))
-report.record(
-    lmm={
-        name: {
-            "formula": fit.formula,
-            "fixed_effects": fit.fe_params.to_dict(),
-            "std_errors": fit.bse.to_dict(),
-            "aic_ml": lmm_ml_aic[name],
-            "llf": fit.llf,
-            "n_obs": fit.n_obs,
-        }
-        for name, fit in lmm_fits.items()
-    }
-)
+for time_name, fit in analysis.lmm.items():
+    report.publish(fit, f"lmm_{time_name}_fixed_effects", record=False)
+    report.publish(fit.variance_components(), f"lmm_{time_name}_variances", show=False)
+aic = analysis.lmm_aic_ml
+report.show(pd.DataFrame({"time scale": list(aic), "AIC (ML)": list(aic.values())}))
+report.record(lmm=analysis.key_numbers()["lmm"])
 
 # %% [markdown]
 # ## MMRM of the change from baseline
@@ -123,39 +96,16 @@ report.record(
 # baseline at its mean (emmeans / SAS default).
 
 # %%
-status = outcomes.responder_status(
-    cohort,
-    report.scale,
-    response_reduction=params.response_reduction,
-    remission_threshold=params.remission_threshold,
-)
-visit_order = status.sort_values("visit_number")["visit"].drop_duplicates().tolist()
-mmrm_formula = "change ~ baseline * C(visit)" + (" + C(arm) * C(visit)" if multi_arm else "")
-mmrm_fit = ka.mmrm(
-    status,
-    formula=mmrm_formula,
-    subject="subject_id",
-    visit="visit",
-    covariance=params.covariance,
-)
-if multi_arm:
-    lsmeans = mmrm_fit.lsmeans(specs="arm", by="visit", conf_level=report.conf_level)
-    contrasts = mmrm_fit.contrast(
-        specs="arm", by="visit", method="pairwise", conf_level=report.conf_level
-    )
-else:
-    lsmeans = mmrm_fit.lsmeans(specs="visit", conf_level=report.conf_level)
-    lsmeans["arm"] = data["arm"].iloc[0]
-    contrasts = None
-report.publish(mmrm_fit, "mmrm_fixed_effects", record=False, show=False)
-report.publish(lsmeans, "mmrm_lsmeans")
+model = analysis.mmrm
+report.publish(model.fit, "mmrm_fixed_effects", record=False, show=False)
+report.publish(model.lsmeans, "mmrm_lsmeans")
 
 # %% [markdown]
 # LS-means of the change from baseline with their confidence intervals, by visit and arm.
 
 # %%
 ax = trajectories.lsmeans_plot(
-    lsmeans, order=visit_order, ylabel=f"Change in {report.scale} (LS-mean)"
+    model.lsmeans, order=model.visit_order, ylabel=f"Change in {report.scale} (LS-mean)"
 )
 report.save_figure(ax.figure, "lsmeans")
 
@@ -163,23 +113,9 @@ report.save_figure(ax.figure, "lsmeans")
 # Arm differences of the LS-means by visit (none for a single-arm cohort).
 
 # %%
-last_visit = visit_order[-1]
-last = lsmeans[lsmeans["visit"] == last_visit]
-report.record(
-    mmrm={
-        "formula": mmrm_formula,
-        "covariance": params.covariance,
-        "llf": mmrm_fit.llf,
-        "last_visit": last_visit,
-        "lsmeans_last_visit": dict(zip(last["arm"], last["estimate"], strict=True)),
-    }
-)
-if contrasts is not None:
-    report.publish(contrasts, "mmrm_contrasts")
-    at_last = contrasts[contrasts["visit"] == last_visit].iloc[0]
-    report.results["mmrm"]["contrast_last_visit"] = {
-        k: at_last[k] for k in ("contrast", "estimate", "std_error", "df", "ci_lower", "ci_upper")
-    }
+report.record(mmrm=model.key_numbers())
+if model.contrasts is not None:
+    report.publish(model.contrasts, "mmrm_contrasts")
 
 # %% [markdown]
 # ## Key numbers

@@ -63,7 +63,13 @@ def _small_counts_in_rows(header, rows, threshold, where) -> list[str]:
     return leaks
 
 
-def scan_small_counts(run_dir: Path, threshold: int) -> list[str]:
+#: Notebooks that read no patient data (07 simulates trials): their outputs are not scanned.
+NO_PATIENT_DATA = ("07_power",)
+
+
+def scan_small_counts(
+    run_dir: Path, threshold: int, exclude: tuple[str, ...] = NO_PATIENT_DATA
+) -> list[str]:
     """Every count below ``threshold`` that a strict run shows: in table count columns (CSV and
     the HTML tables), ``n (%)`` cells, ``n = k`` labels of figures (SVG text) and pages, count
     keys of results.json, and subject identifiers anywhere."""
@@ -72,17 +78,21 @@ def scan_small_counts(run_dir: Path, threshold: int) -> list[str]:
     from kanalysis.runner.display import COUNT_COLUMN_PATTERN
 
     leaks = []
-    for path in sorted(run_dir.rglob("*.csv")):
+
+    def skipped(path: Path) -> bool:
+        return any(path.name.startswith(name) for name in exclude)
+
+    for path in sorted(p for p in run_dir.rglob("*.csv") if not skipped(p)):
         rows = list(csv.reader(path.open()))
         if rows:
             leaks += _small_counts_in_rows(rows[0], rows[1:], threshold, path.name)
-    for path in sorted(run_dir.rglob("*.html")):
+    for path in sorted(p for p in run_dir.rglob("*.html") if not skipped(p)):
         parser = _Tables()
         parser.feed(path.read_text())
         for table in parser.tables:
             if table:
                 leaks += _small_counts_in_rows(table[0], table[1:], threshold, path.name)
-    for path in sorted(run_dir.rglob("*.svg")):
+    for path in sorted(p for p in run_dir.rglob("*.svg") if not skipped(p)):
         text = " ".join(re.findall(r"<text[^>]*>(.*?)</text>", path.read_text(), flags=re.S))
         leaks += [f"{path.name}: n = {k}" for k in _N_EQUALS.findall(text) if _small(k, threshold)]
 
@@ -99,7 +109,7 @@ def scan_small_counts(run_dir: Path, threshold: int) -> list[str]:
 
     results = json.loads((run_dir / "results.json").read_text())
     for name, section in results.items():
-        if isinstance(section, dict):
+        if isinstance(section, dict) and name not in exclude:
             for k, v in section.items():
                 if k not in ("min_cell_count",):
                     walk(v, k, f"results.json/{name}")
