@@ -53,24 +53,17 @@ params, report, cohort = setup_notebook("03_response_durability", globals())
 # Observed cases (missing assessments left out). With `privacy="strict"` counts below
 # `min_cell_count`, or whose complement is, are hidden together with their rates.
 
-# %%
-from kanalysis import durability, outcomes, tables
+from kanalysis import recipes, tables
 from kanalysis.plots import durability as durability_plots
 from kanalysis.plots.forest import forest_plot
-from kanalysis.plots.style import control_arm, figure
+from kanalysis.plots.style import figure
 
-conf_level = report.conf_level
-status = outcomes.responder_status(
-    cohort,
-    report.scale,
-    response_reduction=params.response_reduction,
-    remission_threshold=params.remission_threshold,
-)
-visit_order = status.sort_values("visit_number")["visit"].drop_duplicates().tolist()
+# The analyses of this notebook, with the run's parameters (also used by the paper figures).
+response = recipes.run("response", cohort, params)
+visit_order = [str(v) for v in response.visit_order]
 shown_rates = {}  # what may be published: rates of hidden counts are missing in strict mode
-for outcome in ("response", "remission"):
-    raw = outcomes.response_rates(status, outcome, by=("visit", "arm"), conf_level=conf_level)
-    raw["visit"] = raw["visit"].astype(str)
+for outcome, raw in response.rates.items():
+    raw = raw.assign(visit=raw["visit"].astype(str))
     rates = {"responders": "n"}  # each count with its denominator
     shown_rates[outcome] = report.suppressed(raw, count_columns=rates)
     report.publish(raw, f"{outcome}_rates", count_columns=rates)
@@ -85,14 +78,13 @@ report.save_figure(fig, "response_rates")
 last_visit = visit_order[-1]
 report.record(
     last_visit=last_visit,
-    response_rate_last_visit=shown_rates["response"]
-    .query("visit == @last_visit")
-    .set_index("arm")["rate"]
-    .to_dict(),
-    remission_rate_last_visit=shown_rates["remission"]
-    .query("visit == @last_visit")
-    .set_index("arm")["rate"]
-    .to_dict(),
+    **{
+        f"{outcome}_rate_last_visit": shown_rates[outcome]
+        .query("visit == @last_visit")
+        .set_index("arm")["rate"]
+        .to_dict()
+        for outcome in ("response", "remission")
+    },
 )
 
 # %% [markdown]
@@ -100,16 +92,9 @@ report.record(
 # score CI). Arms named `not_...` (e.g. `not_randomised`) are not compared.
 
 # %%
-arms = sorted(a for a in status["arm"].unique() if not str(a).startswith("not_"))
-control = control_arm(arms)
-differences = []
-for arm in arms:
-    if control is None or arm == control:
-        continue
-    rd = outcomes.risk_difference(status, arm, control, "response", conf_level=conf_level)
-    differences.append(rd)
+for arm, rd in response.risk_differences.items():
     report.publish(rd, f"response_risk_difference_{arm}")
-if not differences:
+if not response.risk_differences:
     print("One arm (or no control arm): no between-arm comparison.")
 
 # %% [markdown]
@@ -119,11 +104,8 @@ if not differences:
 # (randomisation in the maintenance design, else first response) to relapse or censoring.
 
 # %%
-derive_options = {"relapse_rule": params.relapse_rule}
-derive_options["response_reduction"] = params.response_reduction
-if params.relapse_threshold is not None:
-    derive_options["relapse_score"] = params.relapse_threshold
-at_risk_table = durability.derive(cohort, report.scale, **derive_options)
+analysis = recipes.run("durability", cohort, params)
+at_risk_table = analysis.table
 censoring = (
     at_risk_table.assign(outcome=at_risk_table["censor_reason"].fillna("relapse"))
     .groupby(["arm", "outcome"])
@@ -140,20 +122,16 @@ report.publish(censoring, "relapse_outcomes")
 # relapse with its CI, and survival without relapse at 4 and 8 weeks with the numbers at risk.
 
 # %%
-multi_arm = at_risk_table["arm"].nunique() > 1
-group = "arm" if multi_arm else None
-km = durability.kaplan_meier(at_risk_table, group=group, conf_type="log", conf_level=conf_level)
-medians = km.median()
-landmarks = km.survival_at([28, 56])
-report.publish(medians.reset_index(), "km_median")
-report.publish(landmarks, "km_landmarks", count_columns=["at_risk"])
+km = analysis.km
+report.publish(analysis.medians.reset_index(), "km_median")
+report.publish(analysis.landmarks, "km_landmarks", count_columns=["at_risk"])
+numbers = analysis.key_numbers()
 report.record(
+    relapse_rule=analysis.relapse_rule,
     n_at_risk_of_relapse=report.count(len(at_risk_table)),
     n_relapses=report.count(at_risk_table["event"].sum()),
-    km_median=medians.reset_index().to_dict(orient="records"),
-    km_landmarks=landmarks[[c for c in landmarks.columns if c != "at_risk"]].to_dict(
-        orient="records"
-    ),
+    km_median=numbers["km_median"],
+    km_landmarks=numbers["km_landmarks"],
 )
 
 # %% [markdown]
@@ -168,8 +146,7 @@ report.save_figure(ax.figure, "kaplan_meier")
 # Cumulative incidence of relapse with dropout as a competing risk (Aalen-Johansen).
 
 # %%
-cif = durability.cumulative_incidence(at_risk_table, status="status", group=group)
-ax = durability_plots.cumulative_incidence_plot(cif)
+ax = durability_plots.cumulative_incidence_plot(analysis.cif)
 report.save_figure(ax.figure, "cumulative_incidence")
 
 # %% [markdown]
@@ -184,42 +161,36 @@ else:
     report.save_figure(ax.figure, "swimmer")
 
 # %% [markdown]
-# Between arms: log-rank test, Cox proportional-hazards model (Efron ties) and the difference in
-# RMST up to the shortest arm's longest follow-up (so that every arm is observed up to tau).
+# Between arms: log-rank test, Cox proportional-hazards model (Efron ties) against the control
+# arm, and the difference in RMST up to the shortest arm's longest follow-up (so that every arm is
+# observed up to tau).
 
 # %%
-if multi_arm:
-    test = durability.logrank(at_risk_table, group="arm")
-    # The control arm, when there is one, is the reference: hazard ratios read active vs control.
-    reference = control_arm(at_risk_table["arm"].unique())
-    arm_term = f"C(arm, contr.treatment({reference!r}))" if reference is not None else "C(arm)"
-    cox_fit = durability.cox(at_risk_table, arm_term, conf_level=conf_level)
-    tau = float(at_risk_table.groupby("arm")["time"].max().min())
-    rmst = durability.rmst(at_risk_table, tau=tau, group="arm", conf_level=conf_level)
+if analysis.multi_arm:
+    test = analysis.logrank
     report.publish(test.table, "logrank")
-    report.publish(cox_fit, "cox", record=False)
-    report.publish(rmst.reset_index(), "rmst")
-    report.record(
-        logrank={"chisq": test.chisq, "df": test.df, "p": test.p},
-        cox=cox_fit.to_frame().to_dict(orient="records"),
-        rmst_tau=tau,
-        rmst=rmst.reset_index().to_dict(orient="records"),
-    )
-else:
-    print("One arm: no between-arm comparison of durability.")
+    report.record(logrank={"chisq": test.chisq, "df": test.df, "p": test.p})
+    if analysis.cox is not None:
+        report.publish(analysis.cox, "cox", record=False)
+        report.record(cox=numbers["cox"])
+    if analysis.rmst is not None:
+        report.publish(analysis.rmst.reset_index(), "rmst")
+        report.record(rmst_tau=analysis.tau, rmst=numbers["rmst"])
+for note in analysis.notes:
+    print(note)
 
 # %% [markdown]
 # Cox model adjusted for the baseline score, age and the number of failed antidepressant trials,
 # shown as a forest plot of hazard ratios with their CIs (below 1: lower hazard of relapse).
 
 # %%
-covariates = [c for c in ("baseline", "age", "n_failed_trials") if c in at_risk_table.columns]
-terms = ([arm_term] if multi_arm else []) + covariates
-adjusted = durability.cox(at_risk_table, " + ".join(terms), conf_level=conf_level)
-report.publish(adjusted, "cox_adjusted", record=False)
-report.record(cox_adjusted=adjusted.to_frame().to_dict(orient="records"))
-ax = forest_plot(adjusted.to_frame(), xlabel=f"Hazard ratio ({100 * conf_level:g}% CI)")
-report.save_figure(ax.figure, "cox_forest")
+adjusted = analysis.cox_adjusted
+if adjusted is not None:
+    report.publish(adjusted, "cox_adjusted", record=False)
+    report.record(cox_adjusted=numbers["cox_adjusted"])
+    label = f"Hazard ratio ({100 * analysis.conf_level:g}% CI)"
+    ax = forest_plot(adjusted.to_frame(), xlabel=label)
+    report.save_figure(ax.figure, "cox_forest")
 
 # %% [markdown]
 # ## Key numbers
