@@ -62,7 +62,7 @@ from kanalysis.plots import trajectories
 analysis = recipes.run("trajectories", cohort, params)
 data = analysis.data
 summary = report.apply(trajectories.visit_summary, data, alpha=params.alpha)
-ax = trajectories.spaghetti(
+ax = trajectories.spaghetti_plot(
     data,
     summary=report.apply(trajectories.visit_summary, data, alpha=params.alpha, label=None),
     show_individuals=not report.strict,

@@ -53,6 +53,7 @@ params, report, cohort = setup_notebook("03_response_durability", globals())
 # Observed cases (missing assessments left out). With `privacy="strict"` counts below
 # `min_cell_count`, or whose complement is, are hidden together with their rates.
 
+# %%
 from kanalysis import recipes, tables
 from kanalysis.plots import durability as durability_plots
 from kanalysis.plots.forest import forest_plot

@@ -52,20 +52,19 @@ params, report, cohort = setup_notebook("04_safety", globals())
 # Mean and CI by minute from infusion start, first infusion, by arm.
 
 # %%
-import dataclasses
-
-from kanalysis import safety, tables
-from kanalysis.errors import DataValidationError
+from kanalysis import recipes, tables
 from kanalysis.plots import safety as safety_plots
-from kanalysis.plots.style import control_arm, figure
+from kanalysis.plots.style import figure
 
-if cohort.vitals is None:
-    raise ValueError(
-        "The safety notebook needs the cohort's vitals table (within-infusion monitoring); "
-        f"{params.cohort_path} has none."
-    )
-conf_level = report.conf_level
-course = safety.infusion_course(cohort, by=("arm", "infusion_number"), confidence=conf_level)
+if cohort.adverse_events is None:
+    raise ValueError(f"The cohort {params.cohort_path} has no adverse_events table.")
+# Rare adverse-event terms are pooled as "other" in strict mode (a rare label can identify a
+# patient); then the analyses of this notebook, with the run's parameters.
+ae_events = report.apply(tables.pool_rare, cohort.adverse_events, "term")
+analysis = recipes.safety(
+    cohort, **recipes.recipe_options("safety", params), adverse_events=ae_events
+)
+course = analysis.course
 course_shown = report.suppressed(course)
 report.publish(course, "infusion_course", show=False)
 variables = [v for v in ("cadss", "sbp", "dbp", "heart_rate") if v in set(course["variable"])]
@@ -75,7 +74,7 @@ for i, ax in enumerate(axes.flat):
     if i >= len(variables):
         ax.remove()
         continue
-    safety_plots.plot_infusion_course(
+    safety_plots.infusion_course_plot(
         course, variables[i], infusion_number=1, ax=ax, min_count=report.min_count, legend=i == 1
     )
 report.save_figure(fig, "infusion_course")
@@ -98,9 +97,7 @@ report.record(
 
 # %%
 exceedance = {}
-for level in ("session", "subject"):
-    raw = safety.exceedances(cohort, level=level, confidence=conf_level)
-    exceedance[level] = raw
+for level, raw in analysis.exceedances.items():
     total = "n_sessions" if level == "session" else raw.columns[1]
     counts = {"n_exceeding": total}  # the count and its denominator
     report.publish(raw, f"exceedances_{level}", count_columns=counts)
@@ -117,12 +114,7 @@ report.record(
 # Subjects with at least one event of each term, by arm, with exact CIs, and events per infusion.
 
 # %%
-if cohort.adverse_events is None:
-    raise ValueError(f"The cohort {params.cohort_path} has no adverse_events table.")
-# Rare terms are pooled as "other" in strict mode (a rare label can identify a patient).
-ae_events = report.apply(tables.pool_rare, cohort.adverse_events, "term")
-ae_cohort = dataclasses.replace(cohort, adverse_events=ae_events)
-incidence = safety.ae_incidence(ae_cohort, confidence=conf_level)
+incidence = analysis.incidence
 ae_counts = {"n_with_event": "n_subjects"}
 incidence_shown = report.suppressed(incidence, count_columns=ae_counts)
 report.publish(incidence, "ae_incidence", count_columns=ae_counts)
@@ -143,32 +135,26 @@ report.record(
 # control). With one arm, the incidence alone.
 
 # %%
-arms = sorted(incidence["arm"].unique())
-control = control_arm(arms)
-active = [a for a in arms if a != control]
-if control is not None and active:
-    risk_difference = safety.ae_risk_difference(
-        incidence, active[0], control, confidence=conf_level
-    )
+if analysis.risk_difference is not None:
     report.publish(
-        risk_difference,
+        analysis.risk_difference,
         "ae_risk_difference",
         count_columns={
             "n_with_event_treatment": "n_subjects_treatment",
             "n_with_event_control": "n_subjects_control",
         },
     )
-    axes = safety_plots.plot_ae_dotplot(
+    axes = safety_plots.ae_dot_plot(
         incidence,
-        active[0],
-        control,
-        risk_difference=risk_difference,
+        analysis.active[0],
+        analysis.control,
+        risk_difference=analysis.risk_difference,
         min_count=report.min_count,
-        confidence=conf_level,
+        conf_level=analysis.conf_level,
     )
     fig = axes.flat[0].figure
 else:
-    ax = safety_plots.plot_ae_incidence(incidence, min_count=report.min_count)
+    ax = safety_plots.ae_incidence_plot(incidence, min_count=report.min_count)
     fig = ax.figure
 report.save_figure(fig, "ae_dotplot")
 
@@ -179,12 +165,9 @@ report.save_figure(fig, "ae_dotplot")
 # for cohorts with more than one infusion per subject.
 
 # %%
-if cohort.infusions["infusion_number"].max() > 1:
-    trend = safety.infusion_trend(cohort, "peak_cadss")
-    report.publish(trend, "cadss_trend", record=False)
-    report.record(cadss_trend=trend.to_frame().to_dict(orient="records"))
-else:
-    print("One infusion per subject: no trend over infusions.")
+if analysis.trend is not None:
+    report.publish(analysis.trend, "cadss_trend", record=False)
+    report.record(cadss_trend=analysis.trend.to_frame().to_dict(orient="records"))
 
 # %% [markdown]
 # ## Dissociation and response
@@ -192,30 +175,19 @@ else:
 # Change in the depression score regressed on the peak CADSS of the first infusion, adjusted for
 # the baseline score (OLS with CI). The outcome is the 24-h rating after a single infusion, and the
 # first rating at least 24 h after the last induction infusion (within 7 days) after a course.
+# Some designs have no rating at the target time (a clinic registry rates at infusions and monthly
+# check-ins): the report then says so instead of failing.
 
 # %%
-induction = cohort.infusions[cohort.infusions["phase"] == "induction"]
-if induction.groupby("subject_id")["infusion_number"].max().max() > 1:
-    timepoint = {"day": "end_of_induction", "window": 7.0}
-else:
-    timepoint = {"day": 1.0, "window": 0.5}
-try:
-    dissociation = safety.dissociation_response(
-        cohort, scale=report.scale, confidence=conf_level, **timepoint
-    )
-except DataValidationError as err:
-    # Some designs have no rating at the target time (a clinic registry rates at infusions and
-    # monthly check-ins): the report says so instead of failing.
-    print(f"Dissociation and response is not estimable on this cohort: {err}")
-    report.record(
-        dissociation_timepoint=timepoint, dissociation_response=None, dissociation_note=str(err)
-    )
-else:
+dissociation = analysis.dissociation
+report.record(dissociation_timepoint=analysis.dissociation_timepoint)
+if dissociation is not None:
     report.publish(dissociation, "dissociation_response", record=False)
-    report.record(
-        dissociation_timepoint=timepoint,
-        dissociation_response=dissociation.to_frame().to_dict(orient="records"),
-    )
+    report.record(dissociation_response=dissociation.to_frame().to_dict(orient="records"))
+else:
+    report.record(dissociation_response=None)
+for note in analysis.notes:
+    print(note)
 
 # %% [markdown]
 # ## Key numbers
