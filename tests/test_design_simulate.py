@@ -218,6 +218,7 @@ def test_synthetic_maintenance_cox_and_logrank():
     lr = simulate_power(sc, n_per_arm=[20], n_sim=2, seed=4, analysis="logrank", progress=False)
     fc, fl = cox.to_frame().iloc[0], lr.to_frame().iloc[0]
     assert fc["n_failed"] == 0 and fc["true_effect"] == pytest.approx(np.log(0.4))
+    assert fl["n_failed"] == 0 and fl["true_effect"] == fc["true_effect"]
     # the same trials: the log-rank run reports the Cox estimate with the log-rank p-value
     np.testing.assert_array_equal(cox.replicates["estimate"], lr.replicates["estimate"])
     assert not np.array_equal(cox.replicates["p_value"], lr.replicates["p_value"])
