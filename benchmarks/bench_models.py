@@ -17,7 +17,8 @@ years; the MMRM uses 8 ADaM-style 90-day analysis windows) and ``bcva`` (R mmrm'
 design: 1,000 subjects x 10 visits, ``BCVA_CHG ~ BCVA_BL + ARMCD * AVISIT + RACE``,
 unstructured).
 
-Fits (the same data file for every implementation):
+Fits (the same data for every implementation: Parquet for Python, CSV with 17 significant
+digits for R, so that both read identical numbers and log-likelihoods compare to ~1e-9):
 
 - LMM ``score ~ day * arm``, random ``~ 1 + day`` by subject, REML: kanalysis ``lmm``; lme4
   ``lmer`` with default control (as users run it) and tight (``bobyqa``, ``rhoend = 1e-12``);
@@ -195,13 +196,20 @@ def _best_of(func, repeat=3) -> float:
 def _limit_probe(res) -> dict:
     """Times on the fitted LMM: a read of every number, one pass, one evaluation, one Hessian."""
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
-    from kanalysis.models._engine import lmm_sums
 
     eng, design = res.engine, res.design
     Z = np.column_stack([np.ones(len(design.y)), design.data["day"].to_numpy(float)])
     X, y, starts = design.X, design.y, design.group_starts
     theta = res._theta_internal
+    with threadpool_limits(limits=1, user_api="blas"):  # as inside the fit
+        return _limit_times(eng, X, Z, y, starts, theta)
+
+
+def _limit_times(eng, X, Z, y, starts, theta) -> dict:
+    from kanalysis.models._engine import lmm_sums
+
     return {
         "touch_seconds": _best_of(lambda: (float(X.sum()), float(Z.sum()), float(y.sum()))),
         "one_pass_seconds": _best_of(lambda: lmm_sums(y, X, Z, starts)),
@@ -434,7 +442,7 @@ def run(designs, sizes, only=None, use_r=True, skip_over=SKIP_OVER_SECONDS,
                 if kind.startswith(("lme4", "nlme", "glmmTMB")):
                     csv = os.path.join(tmp, f"{design}_{n}{'_m' if model != 'LMM' else ''}.csv")
                     if not os.path.exists(csv):
-                        frame.to_csv(csv, index=False, float_format="%.10g")
+                        frame.to_csv(csv, index=False, float_format="%.17g")  # round-trip exact
                     cmd = ["Rscript", scripts[kind], csv, out_path]
                 else:
                     path = mmrm_parquet if model.startswith("MMRM") else parquet
