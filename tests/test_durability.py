@@ -16,7 +16,7 @@ import pytest
 
 from kanalysis import durability as du
 from kanalysis.cohort import Cohort
-from kanalysis.errors import ConfigurationError, DataValidationError
+from kanalysis.errors import ConfigurationError, DataValidationError, StatisticalWarning
 
 REF_DIR = Path(__file__).parent / "reference" / "survival"
 REF = json.loads((REF_DIR / "survival_reference.json").read_text())
@@ -86,15 +86,15 @@ def test_km_quantiles_and_median_match_r(name, conf_type):
     q = km.quantile([0.25, 0.5, 0.75])
     for p, key in ((0.25, "25"), (0.5, "50"), (0.75, "75")):
         qq = q[q["prob"] == p]
-        _close(qq["quantile"], ref["q" + key], 1e-6)
-        _close(qq["lower"], ref["lower" + key], 1e-6)
-        _close(qq["upper"], ref["upper" + key], 1e-6)
+        _close(qq["estimate"], ref["q" + key], 1e-6)
+        _close(qq["ci_lower"], ref["lower" + key], 1e-6)
+        _close(qq["ci_upper"], ref["upper" + key], 1e-6)
     med = km.median()
-    assert list(med.columns) == ["median", "lower", "upper"]
+    assert list(med.columns) == ["estimate", "ci_lower", "ci_upper"]
     _same_groups(med.index, ref["group"])
-    _close(med["median"], ref["q50"], 1e-6)
-    _close(med["lower"], ref["lower50"], 1e-6)
-    _close(med["upper"], ref["upper50"], 1e-6)
+    _close(med["estimate"], ref["q50"], 1e-6)
+    _close(med["ci_lower"], ref["lower50"], 1e-6)
+    _close(med["ci_upper"], ref["upper50"], 1e-6)
 
 
 @pytest.mark.parametrize(("name", "conf_type"), KM_CASES)
@@ -105,12 +105,13 @@ def test_km_landmarks_match_r_summary_times(name, conf_type):
     s = km.survival_at(sorted(set(_arr(ref["time"]))))
     gcol = group if group is not None else "group"
     assert list(s.columns[:2]) == [gcol, "time"]
-    assert {"survival", "lower", "upper", "at_risk"} <= set(s.columns)
-    s = s.dropna(subset=["survival"])  # R drops times past the end of a curve
+    assert {"estimate", "ci_lower", "ci_upper", "at_risk"} <= set(s.columns)
+    s = s.dropna(subset=["estimate"])  # R drops times past the end of a curve
     _same_groups(s[gcol], ref["group"])
     _close(s["time"], ref["time"], 0)
-    for col in ("survival", "lower", "upper", "at_risk"):
-        _close(s[col], ref[col], 1e-6)
+    for col, rcol in (("estimate", "survival"), ("ci_lower", "lower"), ("ci_upper", "upper"),
+                      ("at_risk", "at_risk")):
+        _close(s[col], ref[rcol], 1e-6)
 
 
 @pytest.mark.parametrize("name", list(DATASETS))
@@ -120,17 +121,18 @@ def test_rmst_and_se_match_r_print_survfit(name):
     tau = _arr(ref["tau"])[0]
     out = du.rmst(data(), tau, group=group)
     groups = [str(g) for g in np.atleast_1d(ref["group"])]
-    by_group = out[out["p"].isna()]
+    by_group = out[out["p_value"].isna()]
     _same_groups(by_group.index, groups)
-    _close(by_group["rmst"], ref["rmst"], 1e-4)
-    _close(by_group["se"], ref["se"], 1e-4)
+    _close(by_group["estimate"], ref["rmst"], 1e-4)
+    _close(by_group["std_error"], ref["se"], 1e-4)
     if len(groups) == 2:
-        diff = out[out["p"].notna()].iloc[0]
+        diff = out[out["p_value"].notna()].iloc[0]
         r_rmst, r_se = _arr(ref["rmst"]), _arr(ref["se"])
         sign = -1 if name == "synthetic_maintenance" else 1  # control arm is the reference
-        assert diff["rmst"] == pytest.approx(sign * (r_rmst[1] - r_rmst[0]), abs=1e-4)
-        assert diff["se"] == pytest.approx(np.hypot(*r_se), abs=1e-4)
-        assert diff["lower"] < diff["rmst"] < diff["upper"]
+        assert diff["estimate"] == pytest.approx(sign * (r_rmst[1] - r_rmst[0]), abs=1e-4)
+        assert diff["std_error"] == pytest.approx(np.hypot(*r_se), abs=1e-4)
+        assert diff["ci_lower"] < diff["estimate"] < diff["ci_upper"]
+        assert diff["statistic"] == pytest.approx(diff["estimate"] / diff["std_error"])
 
 
 @pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
@@ -143,9 +145,9 @@ def test_rmst_differs_from_lifelines_variance():
     kmf = lifelines.KaplanMeierFitter().fit(d["time"], d["event"])
     _, var_ll = restricted_mean_survival_time(kmf, t=730, return_variance=True)
     ours = du.rmst(d, 730, group=None)
-    assert ours["rmst"].iloc[0] == pytest.approx(
+    assert ours["estimate"].iloc[0] == pytest.approx(
         restricted_mean_survival_time(kmf, t=730), abs=1e-6)
-    assert abs(np.sqrt(var_ll) - ours["se"].iloc[0]) > 1e-3
+    assert abs(np.sqrt(var_ll) - ours["std_error"].iloc[0]) > 1e-3
 
 
 # ------------------------------------------------------------------------------------------
@@ -210,7 +212,7 @@ def test_cox_matches_r_coxph(name, ties):
     formula, time, start = COX[name]
     ref = REF["cox"][name][ties]
     fit = du.cox(_cox_data(name), formula, time=time, start=start, ties=ties)
-    s = fit.summary
+    s = fit.coef_table
     assert list(s.columns[:5]) == ["coef", "se", "hr", "lower", "upper"]
     assert "p" in s.columns
     assert len(s) == len(np.atleast_1d(ref["term"]))
@@ -235,8 +237,8 @@ def test_cox_zph_matches_r(name, ties):
 
 def test_cox_reference_level_flips_the_hazard_ratio():
     d = DATASETS["synthetic_maintenance"][0]()
-    default = du.cox(d, "arm").summary
-    flipped = du.cox(d, "arm", reference={"arm": "no_maintenance"}).summary
+    default = du.cox(d, "arm").coef_table
+    flipped = du.cox(d, "arm", reference={"arm": "no_maintenance"}).coef_table
     assert flipped.index[0] == "arm[T.maintenance]"
     assert flipped["hr"].iloc[0] == pytest.approx(1 / default["hr"].iloc[0], rel=1e-8)
     with pytest.raises(ConfigurationError, match="not a level"):
@@ -288,16 +290,16 @@ def test_km_hand_computed_and_landmarks_beyond_follow_up():
     # S(1) = 4/5, S(2) = 4/5 * 3/4, S(3) = 0.6 * 1/2
     np.testing.assert_allclose(km.table["survival"], [0.8, 0.6, 0.3, 0.3])
     s = km.survival_at([0, 2.5, 5, 6])
-    np.testing.assert_allclose(s["survival"].iloc[:3], [1.0, 0.6, 0.3])
-    assert np.isnan(s["survival"].iloc[3])
+    np.testing.assert_allclose(s["estimate"].iloc[:3], [1.0, 0.6, 0.3])
+    assert np.isnan(s["estimate"].iloc[3])
     assert s["at_risk"].tolist() == [5, 2, 1, 0]
-    assert km.median()["median"].iloc[0] == 3.0
+    assert km.median()["estimate"].iloc[0] == 3.0
 
 
 def test_km_all_censored_has_no_median():
     d = pd.DataFrame({"time": [1.0, 2.0, 3.0], "event": [0, 0, 0], "arm": "a"})
     med = du.kaplan_meier(d).median()
-    assert np.isnan(med.loc["a", "median"]) and np.isnan(med.loc["a", "upper"])
+    assert np.isnan(med.loc["a", "estimate"]) and np.isnan(med.loc["a", "ci_upper"])
 
 
 def test_km_input_errors_name_the_problem():
@@ -510,7 +512,7 @@ def test_stratified_cox_and_zph_match_r(ties):
     d = DATASETS["alda_rearrest"][0]()
     fit = du.cox(d, "person_crime + age", strata="property_crime", ties=ties)
     for col in ("coef", "se", "hr", "lower", "upper", "p"):
-        np.testing.assert_allclose(fit.summary[col], _arr(ref[col]), atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(fit.coef_table[col], _arr(ref[col]), atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(fit.ph_test()["chisq"], _arr(ref["zph_chisq"]), rtol=1e-4)
 
 
@@ -520,6 +522,58 @@ def test_rmst_difference_uses_control_arm_and_explicit_reference():
     assert out.index[-1] == "maintenance - no_maintenance"
     flipped = du.rmst(d, 56, reference="maintenance")
     assert flipped.index[-1] == "no_maintenance - maintenance"
-    assert flipped["rmst"].iloc[-1] == pytest.approx(-out["rmst"].iloc[-1])
+    assert flipped["estimate"].iloc[-1] == pytest.approx(-out["estimate"].iloc[-1])
     with pytest.raises(ConfigurationError, match="tau"):
         du.rmst(d, 0)
+
+
+# ------------------------------------------------------------------------------------------
+# bad input: clear errors naming the problem, never a numpy traceback
+# ------------------------------------------------------------------------------------------
+_TWO_ARMS = pd.DataFrame({"time": [2, 3, 3, 5, 8, 9, 11, 12, 4, 6, 7, 10],
+                          "event": [1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 0, 1],
+                          "arm": ["placebo"] * 6 + ["ketamine"] * 6,
+                          "age": [30, 41, 52, 38, 45, 60, 33, 47, 50, 29, 44, 58]})
+
+
+def test_cox_on_one_arm_names_the_dropped_term():
+    one = _TWO_ARMS[_TWO_ARMS["arm"] == "placebo"]
+    with pytest.raises(DataValidationError, match="'arm'.*single level"):
+        du.cox(one, "arm")
+    with pytest.raises(DataValidationError, match="contr.treatment.*single level"):
+        du.cox(one, "C(arm, contr.treatment('placebo')) + age")
+    with pytest.raises(DataValidationError, match="constant"):
+        du.cox(_TWO_ARMS.assign(age=40), "arm + age")
+
+
+def test_cox_complete_separation_warns_and_reports_nan():
+    sep = _TWO_ARMS.assign(event=np.where(_TWO_ARMS["arm"] == "placebo", 0, 1))
+    with pytest.warns(StatisticalWarning, match="infinite"):
+        fit = du.cox(sep, "arm + age")
+    frame = fit.to_frame().set_index("term")
+    arm_row = frame.loc[[t for t in frame.index if "arm" in t][0]]
+    assert np.isnan(arm_row["hr"]) and np.isnan(arm_row["estimate"])
+    assert np.isfinite(frame.loc["age", "hr"])  # the other term is still reported
+
+
+@pytest.mark.parametrize("func", [
+    lambda d: du.kaplan_meier(d),
+    lambda d: du.cox(d, "arm"),
+    lambda d: du.logrank(d),
+    lambda d: du.rmst(d, 5),
+    lambda d: du.cumulative_incidence(d.assign(status=d["event"])),
+])
+def test_empty_table_is_a_clear_error(func):
+    with pytest.raises(DataValidationError, match="no rows|no events|one level|0 level"):
+        func(_TWO_ARMS.iloc[:0])
+
+
+def test_all_censored_is_a_clear_error_where_it_matters():
+    cens = _TWO_ARMS.assign(event=0)
+    with pytest.raises(DataValidationError, match="no events"):
+        du.cox(cens, "arm")
+    with pytest.raises(DataValidationError, match="no events"):
+        du.logrank(cens)
+    km = du.kaplan_meier(cens)  # estimable: flat curves, no median
+    assert km.median()["estimate"].isna().all()
+    assert (km.to_frame()["estimate"] == 1).all()

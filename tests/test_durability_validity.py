@@ -64,7 +64,7 @@ def test_cox_ci_covers_true_maintenance_hr():
     for i in range(n_trials):
         table, truth = _trial(50_000 + i)
         assert truth["maintenance_hr"] == TRUE_HR
-        row = du.cox(table, "arm", reference={"arm": "no_maintenance"}).summary.iloc[0]
+        row = du.cox(table, "arm", reference={"arm": "no_maintenance"}).coef_table.iloc[0]
         covered += row["lower"] <= TRUE_HR <= row["upper"]
         estimates.append(row["coef"])
     coverage = covered / n_trials
@@ -81,6 +81,6 @@ def test_derived_durability_recovers_maintenance_hr():
                                     include_adverse_events=False)
         table = du.derive(cohort, relapse_rule="a", origin="randomization")
         fit = du.cox(table, "arm", reference={"arm": "no_maintenance"})
-        estimates.append(fit.summary["coef"].iloc[0])
+        estimates.append(fit.coef_table["coef"].iloc[0])
     assert abs(np.mean(estimates) - math.log(TRUE_HR)) < 0.15
     assert np.mean(np.array(estimates) < 0) > 0.95

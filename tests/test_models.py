@@ -83,7 +83,7 @@ def test_dia_unstructured_reml_matches_sas(dia_kr):
     np.testing.assert_allclose(est[np.tril_indices(4)], sas_un[np.tril_indices(4)], rtol=1e-5,
                                atol=2e-4)
     assert list(res.cov.index) == ["4", "5", "6", "7"]
-    assert res.n_groups == 172 and res.n_obs == 608
+    assert res.n_subjects == 172 and res.n_obs == 608
 
 
 def test_dia_kenward_roger_contrasts_match_sas(dia_kr):

@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 
 import kanalysis as ka
-from kanalysis.errors import ConfigurationError, ConvergenceWarning, DataValidationError
+from kanalysis.errors import (
+    ConfigurationError,
+    ConvergenceWarning,
+    DataValidationError,
+    FitFailedError,
+)
 from kanalysis.models import _engine, covariance, log_time, lrt, piecewise
 
 
@@ -195,10 +200,10 @@ def test_kenward_roger_single_contrast_f_equals_t_squared():
                   covariance="us", df_method="kenward-roger")
     est = res.estimate({"arm": 1.0})
     ft = res.f_test({"arm": 1.0})
-    assert ft["F"] == pytest.approx(float(est["t"].iloc[0]) ** 2, rel=1e-8)
+    assert ft["F"] == pytest.approx(float(est["statistic"].iloc[0]) ** 2, rel=1e-8)
     assert ft["den_df"] == pytest.approx(float(est["df"].iloc[0]), rel=1e-6)
     # the KR-adjusted covariance is never smaller than the model-based one on the diagonal
-    assert np.all(np.diag(res.cov_params) >= np.diag(res.cov_params_model) - 1e-12)
+    assert np.all(np.diag(res.cov_params()) >= np.diag(res.cov_params_model) - 1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +232,7 @@ def test_lsmeans_proportional_weights_equal_mean_prediction_in_additive_model():
     ce = res.contrast("arm", by="visit", weights="equal")
     cp = res.contrast("arm", by="visit", weights="proportional")
     np.testing.assert_allclose(ce["estimate"], cp["estimate"], rtol=1e-10)
-    assert list(ce.columns) == ["contrast", "visit", "estimate", "std_error", "df", "t",
+    assert list(ce.columns) == ["contrast", "visit", "estimate", "std_error", "df", "statistic",
                                 "p_value", "ci_lower", "ci_upper"]
 
 
@@ -256,7 +261,7 @@ def test_predict_population_with_ci(traj):
     assert (pr["ci_lower"] < pr["predicted"]).all() and (pr["predicted"] < pr["ci_upper"]).all()
     X = np.column_stack([np.ones(3), grid.day, grid.arm, grid.day * grid.arm])
     np.testing.assert_allclose(pr["std_error"] ** 2,
-                               np.einsum("ip,pq,iq->i", X, res.cov_params.to_numpy(), X))
+                               np.einsum("ip,pq,iq->i", X, res.cov_params().to_numpy(), X))
     subj = res.predict(traj.iloc[:5], level="subject")
     re = res.random_effects.loc[traj.subject_id.iloc[0]]
     expect0 = expect_row = (b["Intercept"] + re["Intercept"]
@@ -269,7 +274,7 @@ def test_predict_population_with_ci(traj):
 def test_result_tables_and_summary(traj):
     res = ka.lmm(traj, "score ~ day * arm", groups="subject_id", re_formula="~ 1 + day")
     tab = res.to_frame()
-    assert list(tab.columns) == ["term", "estimate", "std_error", "df", "t", "p_value",
+    assert list(tab.columns) == ["term", "estimate", "std_error", "df", "statistic", "p_value",
                                  "ci_lower", "ci_upper"]
     assert list(tab.term) == ["Intercept", "day", "arm", "day:arm"]
     vc = res.variance_components()
@@ -542,9 +547,13 @@ def test_non_convergence_warns_with_advice(traj, monkeypatch):
     monkeypatch.setattr(_results, "_newton", lambda fg, x, f, g, lo, **kw: (x, f, g, False))
     monkeypatch.setattr(_results.optimize, "minimize",
                         lambda fg, x, **kw: SimpleNamespace(x=x, message="iteration limit"))
-    with pytest.warns(ConvergenceWarning, match="did not converge.*simpler covariance"):
-        res = ka.mmrm(traj, "score ~ C(visit) * arm", subject="subject_id", visit="visit")
-    assert not res.converged
+    # MMRM: a failed fit is reported as failed, never as numbers (as R mmrm), after trying
+    # every starting value; the error carries the optimiser trace of every attempt
+    with pytest.raises(FitFailedError, match="did not converge from any starting value.*"
+                       "simpler covariance") as err:
+        ka.mmrm(traj, "score ~ C(visit) * arm", subject="subject_id", visit="visit")
+    starts = {row["start"] for row in err.value.trace}
+    assert {"empirical", "uncorrelated", "exchangeable"} <= starts
     with pytest.warns(ConvergenceWarning, match="did not converge.*rescaling time"):
         res = ka.lmm(traj, "score ~ day", groups="subject_id", re_formula="~ 1 + day")
     assert not res.converged

@@ -162,7 +162,7 @@ def test_satterthwaite_df(fit_id):
 def test_conf_int(fit_id):
     ref = FITS[fit_id]
     res, _ = _fit(fit_id)
-    ci = res.conf_int(alpha=0.05)
+    ci = res.conf_int(conf_level=0.95)
     lower_col, upper_col = ci.columns[0], ci.columns[1]
     floor = _floor(ref, RTOL_LSMEANS)
     _compare(f"{fit_id} ci lower", _series(ci[lower_col]), ref["conf_int"]["lower"],
@@ -280,7 +280,7 @@ def _table_key(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 def _compare_table(label, ours: pd.DataFrame, ref_rows: list, keys: list[str],
                    columns: tuple[str, ...]) -> None:
-    theirs = _table_key(pd.DataFrame(ref_rows), keys)
+    theirs = _table_key(pd.DataFrame(ref_rows).rename(columns={"t": "statistic"}), keys)
     ours = _table_key(ours, keys)
     assert list(ours.index) == list(theirs.index), (
         f"{label}: rows differ: ours {list(ours.index)} vs R {list(theirs.index)}")
@@ -315,7 +315,7 @@ def test_mmrm_contrasts(fit_id):
     spec = ref["contrasts"]
     ours = res.contrast(specs=spec["specs"], by=spec["by"], method=spec["method"])
     _compare_table(f"{fit_id} contrasts", ours, spec["table"], ["contrast", spec["by"]],
-                   LSMEAN_COLS + ("t", "p_value"))
+                   LSMEAN_COLS + ("statistic", "p_value"))
 
 
 @pytest.mark.parametrize("fit_id", [k for k in MMRM_IDS if FITS[k]["lsmeans_extra"]])
@@ -377,12 +377,13 @@ def test_to_frame_and_pvalues(fit_id):
     ref = FITS[fit_id]
     res, _ = _fit(fit_id)
     tab = res.to_frame()
-    expected = ["term", "estimate", "std_error", "df", "t", "p_value", "ci_lower", "ci_upper"]
+    expected = ["term", "estimate", "std_error", "df", "statistic", "p_value", "ci_lower",
+                "ci_upper"]
     assert list(tab.columns[:len(expected)]) == expected
     tab = tab.set_index(tab["term"].map(canonical))
     _compare(f"{fit_id} to_frame estimate", tab["estimate"].to_dict(), ref["fe_params"],
              RTOL_PARAM, _floor(ref, RTOL_PARAM))
-    _compare(f"{fit_id} t", tab["t"].to_dict(), ref["tvalues"], RTOL_SE_DF,
+    _compare(f"{fit_id} t", tab["statistic"].to_dict(), ref["tvalues"], RTOL_SE_DF,
              {k: 0.01 * RTOL_SE_DF for k in ref["tvalues"]})
     # p-values: 1e-3 relative, plus 1e-10 absolute for the tiny ones.
     _compare(f"{fit_id} p_value", tab["p_value"].to_dict(), ref["pvalues"], RTOL_SE_DF, 1e-10)

@@ -185,10 +185,10 @@ def test_03_response_durability(tmp_path):
     assert [r["hr"] for r in res["cox_adjusted"]] == [_approx(v) for v in adjusted["hr"]]
     km = durability.kaplan_meier(table, group="arm").median()
     for row in res["km_median"]:
-        assert row["median"] == _approx(km.loc[row["arm"], "median"])
+        assert row["estimate"] == _approx(km.loc[row["arm"], "estimate"])
     tau = res["rmst_tau"]
     rmst = durability.rmst(table, tau=tau, group="arm")
-    assert res["rmst"][-1]["rmst"] == _approx(rmst["rmst"].iloc[-1])
+    assert res["rmst"][-1]["estimate"] == _approx(rmst["estimate"].iloc[-1])
     assert res["logrank"]["chisq"] == _approx(durability.logrank(table, group="arm").chisq)
     status = outcomes.responder_status(cohort, "MADRS", response_reduction=0.5)
     rates = outcomes.response_rates(status, "response")

@@ -144,8 +144,12 @@ def test_odds_ratio_adjusted_for_baseline_matches_r_glm():
     r = REF["odds_ratio"]
     out = oc.odds_ratio(STATUS, "ketamine", "midazolam", visit="24h").iloc[0]
     assert out["n"] == r["n"]
-    for col in ("or", "lower", "upper", "p"):
-        assert out[col] == pytest.approx(r[col], rel=1e-5)
+    for col, rcol in (("odds_ratio", "or"), ("or_lower", "lower"), ("or_upper", "upper"),
+                      ("p_value", "p")):
+        assert out[col] == pytest.approx(r[rcol], rel=1e-5)
+    assert out["estimate"] == pytest.approx(np.log(r["or"]), rel=1e-5)
+    assert np.exp(out["ci_lower"]) == pytest.approx(r["lower"], rel=1e-5)
+    assert out["statistic"] == pytest.approx(out["estimate"] / out["std_error"])
     with pytest.raises(DataValidationError, match="one row per subject"):
         oc.odds_ratio(STATUS, "ketamine", "midazolam")
 

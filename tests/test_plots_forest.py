@@ -41,12 +41,25 @@ def test_forest_plot_rows_scale_and_annotations():
         "0.50 (0.30, 0.80)",
         "1.10 (0.90, 1.30)",
     ]
+    # a table in the shared vocabulary (differences): linear scale, reference 0
     ax2 = forest_plot(
-        table.rename(columns={"hr": "estimate"}),
-        estimate="estimate",
-        log_scale=False,
+        table.rename(columns={"hr": "estimate", "lower": "ci_lower", "upper": "ci_upper"}),
         annotate=False,
     )
     assert ax2.get_xscale() == "linear"
-    with pytest.raises(DataValidationError, match="hr"):
+    with pytest.raises(DataValidationError, match="estimate"):
         forest_plot(table.drop(columns="hr"))
+
+
+def test_forest_plot_draws_cox_to_frame_as_hazard_ratios():
+    from kanalysis import durability
+
+    d = pd.DataFrame({"time": [2, 3, 3, 5, 8, 9, 11, 12, 4, 6, 7, 10],
+                      "event": [1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 0, 1],
+                      "arm": ["placebo"] * 6 + ["ketamine"] * 6})
+    frame = durability.cox(d, "arm").to_frame()
+    ax = forest_plot(frame)
+    assert ax.get_xscale() == "log"
+    (line,) = [c for c in ax.containers][:1]
+    x = line.lines[0].get_xdata()
+    assert x[0] == pytest.approx(frame["hr"].iloc[0])

@@ -14,9 +14,9 @@ import pytest  # noqa: E402
 from kanalysis import safety  # noqa: E402
 from kanalysis.errors import ConfigurationError  # noqa: E402
 from kanalysis.plots.safety import (  # noqa: E402
-    plot_ae_dotplot,
-    plot_ae_incidence,
-    plot_infusion_course,
+    ae_dot_plot,
+    ae_incidence_plot,
+    infusion_course_plot,
 )
 from kanalysis.plots.style import save_figure  # noqa: E402
 
@@ -50,7 +50,7 @@ def _incidence() -> pd.DataFrame:
 
 
 def test_infusion_course_draws_one_line_per_arm():
-    ax = plot_infusion_course(_course(), "sbp")
+    ax = infusion_course_plot(_course(), "sbp")
     lines = [ln for ln in ax.get_lines() if ln.get_label() in ("ketamine", "midazolam")]
     assert len(lines) == 2
     ket = [ln for ln in lines if ln.get_label() == "ketamine"][0]
@@ -61,7 +61,7 @@ def test_infusion_course_draws_one_line_per_arm():
 
 
 def test_infusion_course_min_count_hides_small_cells():
-    ax = plot_infusion_course(_course(), "sbp", min_count=5)
+    ax = infusion_course_plot(_course(), "sbp", min_count=5)
     ket = [ln for ln in ax.get_lines() if ln.get_label() == "ketamine"][0]
     assert np.isnan(ket.get_ydata()[-1]) and not np.isnan(ket.get_ydata()[0])
 
@@ -69,15 +69,15 @@ def test_infusion_course_min_count_hides_small_cells():
 def test_infusion_course_needs_one_row_per_line():
     course = pd.concat([_course().assign(infusion_number=1), _course().assign(infusion_number=2)])
     with pytest.raises(ConfigurationError, match="infusion_number"):
-        plot_infusion_course(course, "sbp")
-    ax = plot_infusion_course(course, "sbp", infusion_number=2)
+        infusion_course_plot(course, "sbp")
+    ax = infusion_course_plot(course, "sbp", infusion_number=2)
     assert len([ln for ln in ax.get_lines() if ln.get_label() == "midazolam"]) == 1
     with pytest.raises(ConfigurationError, match="cadss"):
-        plot_infusion_course(course, "cadss")
+        infusion_course_plot(course, "cadss")
 
 
 def test_ae_dotplot_sorted_by_risk_difference():
-    axes = plot_ae_dotplot(_incidence(), "ketamine", "midazolam")
+    axes = ae_dot_plot(_incidence(), "ketamine", "midazolam")
     assert len(axes) == 2
     labels = [t.get_text() for t in axes[0].get_yticklabels()]
     # Risk differences: dizziness 0.45, nausea 0.30, vomiting 0, headache -0.15; largest on top
@@ -88,7 +88,7 @@ def test_ae_dotplot_sorted_by_risk_difference():
 
 
 def test_ae_dotplot_min_count_suppresses_terms(tmp_path):
-    axes = plot_ae_dotplot(_incidence(), "ketamine", "midazolam", min_count=5)
+    axes = ae_dot_plot(_incidence(), "ketamine", "midazolam", min_count=5)
     labels = [t.get_text() for t in axes[0].get_yticklabels()]
     # nausea (2 in midazolam), headache (3 in ketamine), dizziness (1) are suppressed; zero cells
     # are not small counts. Suppressed terms sit at the bottom, alphabetically.
@@ -102,22 +102,32 @@ def test_ae_dotplot_min_count_suppresses_terms(tmp_path):
 
 def test_ae_dotplot_unknown_arm():
     with pytest.raises(ConfigurationError, match="placebo"):
-        plot_ae_dotplot(_incidence(), "ketamine", "placebo")
+        ae_dot_plot(_incidence(), "ketamine", "placebo")
 
 
 def test_ae_incidence_plot_single_arm():
     inc = _incidence().query("arm == 'ketamine'")
-    ax = plot_ae_incidence(inc, min_count=5)
+    ax = ae_incidence_plot(inc, min_count=5)
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[-1] == "dizziness" and "headache (suppressed)" in labels
     with pytest.raises(ConfigurationError):
-        plot_ae_incidence(inc, min_count=0)
+        ae_incidence_plot(inc, min_count=0)
 
 
 def test_plots_on_synthetic_cohort(cohort_single):
     course = safety.infusion_course(cohort_single, ["sbp", "cadss"])
-    ax = plot_infusion_course(course, "cadss", infusion_number=1)
+    ax = infusion_course_plot(course, "cadss", infusion_number=1)
     assert ax.get_ylabel() == "CADSS total"
-    axes = plot_ae_dotplot(safety.ae_incidence(cohort_single), "ketamine", "midazolam")
+    axes = ae_dot_plot(safety.ae_incidence(cohort_single), "ketamine", "midazolam")
     n_terms = cohort_single.adverse_events["term"].nunique()
     assert len(axes[0].get_yticklabels()) == n_terms
+
+
+def test_previous_plot_names_are_aliases():
+    from kanalysis.plots import safety as sp
+    from kanalysis.plots import trajectories as tp
+
+    assert sp.plot_infusion_course is sp.infusion_course_plot
+    assert sp.plot_ae_dotplot is sp.ae_dot_plot
+    assert sp.plot_ae_incidence is sp.ae_incidence_plot
+    assert tp.spaghetti is tp.spaghetti_plot

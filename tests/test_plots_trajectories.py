@@ -39,16 +39,20 @@ def test_visit_summary_matches_hand_computation(long):
     assert row["visit"] == "day1"
 
 
-def test_visit_summary_alpha_widens(long):
-    narrow = tr.visit_summary(long, alpha=0.2).set_index(["arm", "visit_number"])
-    wide = tr.visit_summary(long, alpha=0.01).set_index(["arm", "visit_number"])
+def test_visit_summary_conf_level_widens(long):
+    narrow = tr.visit_summary(long, conf_level=0.8).set_index(["arm", "visit_number"])
+    wide = tr.visit_summary(long, conf_level=0.99).set_index(["arm", "visit_number"])
+    with pytest.warns(DeprecationWarning, match="alpha"):
+        old = tr.visit_summary(long, alpha=0.2).set_index(["arm", "visit_number"])
+    pd.testing.assert_frame_equal(old, narrow)
+    assert (narrow["estimate"] == narrow["mean"]).all()
     assert (wide["ci_upper"] - wide["ci_lower"]).loc[("k", 1)] > (
         narrow["ci_upper"] - narrow["ci_lower"]
     ).loc[("k", 1)]
 
 
 def test_spaghetti_draws_individuals_and_means(long):
-    ax = tr.spaghetti(long)
+    ax = tr.spaghetti_plot(long)
     assert isinstance(ax, Axes)
     # 4 subjects + 2 arm means.
     assert len(ax.lines) == 6
@@ -59,14 +63,14 @@ def test_spaghetti_draws_individuals_and_means(long):
 
 
 def test_spaghetti_without_individuals_for_strict_privacy(long):
-    ax = tr.spaghetti(long, show_individuals=False, xscale="symlog")
+    ax = tr.spaghetti_plot(long, show_individuals=False, xscale="symlog")
     assert len(ax.lines) == 2
     assert ax.get_xscale() == "symlog"
 
 
 def test_spaghetti_missing_column(long):
     with pytest.raises(DataValidationError, match="score"):
-        tr.spaghetti(long.drop(columns="score"))
+        tr.spaghetti_plot(long.drop(columns="score"))
 
 
 def test_lsmeans_plot_positions_and_error_bars():

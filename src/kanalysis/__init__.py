@@ -23,7 +23,7 @@ from kanalysis.scales import Scale, get_scale, register_scale  # noqa: E402
 
 # Model entry points live in kanalysis.models; they are imported on first use so that
 # `import kanalysis` stays fast for the command line.
-_LAZY = {"lmm": "kanalysis.models", "mmrm": "kanalysis.models"}
+_LAZY = {"lmm": "kanalysis.models", "mmrm": "kanalysis.models", "MMRMModel": "kanalysis.models"}
 # Submodules reachable as attributes after a plain `import kanalysis` (kanalysis.safety....).
 _SUBMODULES = {
     "durability", "importers", "models", "outcomes", "plots", "privacy", "runner", "safety",
@@ -46,6 +46,7 @@ __all__ = [
     "DataValidationError",
     "KanalysisError",
     "KanalysisWarning",
+    "MMRMModel",
     "Scale",
     "__version__",
     "get_scale",

@@ -166,13 +166,24 @@ def _add_figures_parser(sub) -> None:
     p.add_argument("--cohort", default=None, help="cohort folder (default: bundled synthetic)")
     p.add_argument("--out", default="figures", help="output folder")
     p.add_argument("--formats", default="pdf,svg,png", help="comma-separated formats")
+    p.add_argument("--relapse-rule", default="loss_of_response",
+                   help="relapse rule of the durability figure (a, b, c or b+c; as notebook 03)")
+    p.add_argument("--relapse-threshold", type=float, default=None,
+                   help="cut-off of the threshold relapse rule (default 22)")
+    p.add_argument("--response-reduction", type=float, default=None,
+                   help="response: this fraction of baseline lost (default the scale's, 0.5)")
+    p.add_argument("--conf-level", type=float, default=0.95, help="confidence level")
 
 
 def _cmd_figures(args) -> int:
     from kanalysis.figures import build_paper_figures
 
     paths = build_paper_figures(cohort_path=args.cohort, out=args.out,
-                                formats=tuple(args.formats.split(",")))
+                                formats=tuple(args.formats.split(",")),
+                                relapse_rule=args.relapse_rule,
+                                relapse_threshold=args.relapse_threshold,
+                                response_reduction=args.response_reduction,
+                                conf_level=args.conf_level)
     print(f"wrote {len(paths)} files into {args.out}")
     return 0
 
@@ -283,6 +294,36 @@ def _cmd_import(args) -> int:
     return 0
 
 
+def _add_design_parser(sub) -> None:
+    p = sub.add_parser("design", help="simulated power and sample size from a scenario file")
+    p.add_argument("--scenario", required=True, help="scenario file (.toml), see examples/")
+    p.add_argument("--n", default=None, help="n per arm: start:stop:step (e.g. 40:200:20) or a list")
+    p.add_argument("--n-sim", dest="n_sim", type=int, default=None, help="replicates (default 1000)")
+    p.add_argument("--seed", type=int, default=None, help="root seed (default: new, recorded)")
+    p.add_argument("--analysis", default=None,
+                   help="mmrm (default), lmm_slope, responder, cox or logrank")
+    p.add_argument("--covariance", default=None, help="MMRM covariance structure (default us)")
+    p.add_argument("--df-method", dest="df_method", default=None,
+                   help="satterthwaite (default) or kenward-roger")
+    p.add_argument("--alpha", type=float, default=None, help="two-sided alpha (default 0.05)")
+    p.add_argument("--threshold", type=float, default=None, help="responder threshold")
+    p.add_argument("--target", type=float, default=None, help="target power (default 0.8)")
+    p.add_argument("--null", action="store_true", help="also simulate the null scenario")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://host:port")
+    where.add_argument("--workers", type=int, default=None, help="start a local Dask cluster")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                   help="replicates per task")
+    p.add_argument("--out", default="design", help="output folder (default design/)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _cmd_design(args) -> int:
+    from kanalysis.design.cli import run
+
+    return run(args)
+
+
 def _mapping_inputs(mapping: str) -> list[str]:
     """The export files a mapping names (so that --out cannot replace them); best effort."""
     from kanalysis.importers.clinic import mapping_files
@@ -293,7 +334,7 @@ def _mapping_inputs(mapping: str) -> list[str]:
         return []
 
 
-_COMMANDS = ["synth", "validate", "summary", "run", "figures", "import"]
+_COMMANDS = ["synth", "validate", "summary", "run", "figures", "import", "design"]
 
 
 def build_parser() -> argparse.ArgumentParser:

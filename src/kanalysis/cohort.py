@@ -126,12 +126,9 @@ class Cohort:
     @property
     def primary_scale(self) -> str:
         """The primary outcome scale: from the metadata, else the most frequent in assessments."""
-        scale = self.metadata.get("primary_scale")
-        if scale:
-            return str(scale)
-        if len(self.assessments):
-            return str(self.assessments["scale"].mode().iloc[0])
-        raise ConfigurationError("The cohort names no primary_scale and has no assessments.")
+        from kanalysis.rules import default_scale
+
+        return default_scale(self)
 
     @property
     def n_subjects(self) -> int:

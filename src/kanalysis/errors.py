@@ -34,6 +34,18 @@ class ConvergenceError(KanalysisError, RuntimeError):
     """An optimiser did not reach an optimum; the message says what to try."""
 
 
+class FitFailedError(ConvergenceError):
+    """A model fit failed: no starting value led the optimiser to a converged optimum.
+
+    A failed fit never returns numbers. The message says why and what to try; ``trace`` holds
+    the optimiser's record of every attempt (start, iterations, final objective and gradient).
+    """
+
+    def __init__(self, message: str, trace=None):
+        super().__init__(message)
+        self.trace = trace if trace is not None else []
+
+
 class KanalysisWarning(UserWarning):
     """Root of every warning kanalysis issues."""
 

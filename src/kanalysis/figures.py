@@ -14,6 +14,11 @@ Figures
     MMRM LS-means of the change from baseline by visit and arm with CIs.
 ``fig3_durability``
     Kaplan-Meier curves of time to relapse with the numbers at risk.
+
+The numbers behind the figures come from :mod:`kanalysis.recipes`, the functions notebooks 02-04
+call, with the same parameters: the LS-means are :func:`kanalysis.recipes.mmrm_by_visit`, the
+Kaplan-Meier curves :func:`kanalysis.recipes.durability` with the run's ``relapse_rule``,
+``response_reduction`` and ``relapse_threshold``.
 ``fig4_safety``
     Within-infusion CADSS and systolic blood pressure by arm (first infusion).
 ``table1``
@@ -37,6 +42,8 @@ from kanalysis.plots.style import (
     save_figure,
     style_context,
 )
+from kanalysis.results import resolve_conf_level
+from kanalysis.rules import DEFAULT_MIN_CELL_COUNT
 from kanalysis.tables import check_privacy, table_one, write_table
 
 __all__ = [
@@ -65,11 +72,14 @@ class PaperData:
         Outcome scale (default: the cohort's primary scale).
     covariance : str
         MMRM covariance structure.
-    alpha : float
-        1 - confidence level.
+    conf_level : float, default 0.95
+        Confidence level (``alpha`` = 1 - conf_level is its deprecated spelling).
+    response_reduction, remission_threshold, relapse_rule, relapse_threshold
+        As the notebook parameters of the same names (:func:`kanalysis.recipes.durability`).
     privacy : {"none", "strict"}
         Strict: no individual courses; counts below ``min_cell_count`` masked.
-    min_cell_count : int
+    min_cell_count : int, optional
+        Default :data:`kanalysis.rules.DEFAULT_MIN_CELL_COUNT`.
     """
 
     def __init__(
@@ -79,13 +89,21 @@ class PaperData:
         *,
         scale: str | None = None,
         covariance: str = "us",
-        alpha: float = 0.05,
+        conf_level: float | None = None,
+        response_reduction: float | None = None,
+        remission_threshold: float | None = None,
+        relapse_rule: str = "loss_of_response",
+        relapse_threshold: float | None = None,
         privacy: str = "none",
-        min_cell_count: int = 11,
+        min_cell_count: int | None = None,
+        alpha: float | None = None,
     ):
         from kanalysis.runner import _resolve_from_root
 
+        if min_cell_count is None:
+            min_cell_count = DEFAULT_MIN_CELL_COUNT
         check_privacy(privacy, min_cell_count)
+        self.conf_level = resolve_conf_level(conf_level, alpha=alpha, where="PaperData")
         cohort_path = _resolve_from_root(cohort_path)
         if durability_cohort_path is not None:
             durability_cohort_path = _resolve_from_root(durability_cohort_path)
@@ -101,10 +119,18 @@ class PaperData:
         self.durability_cohort_path = Path(durability_cohort_path or cohort_path)
         self._scale = scale
         self.covariance = covariance
-        self.alpha = alpha
+        self.response_reduction = response_reduction
+        self.remission_threshold = remission_threshold
+        self.relapse_rule = relapse_rule
+        self.relapse_threshold = relapse_threshold
         self.privacy = privacy
         self.min_cell_count = min_cell_count
         self._cache: dict[str, Any] = {}
+
+    @property
+    def alpha(self) -> float:
+        """1 - :attr:`conf_level` (deprecated; kept for one release)."""
+        return 1.0 - self.conf_level
 
     @property
     def min_count(self) -> int | None:
@@ -143,59 +169,53 @@ class PaperData:
     def status(self):
         from kanalysis.outcomes import responder_status
 
-        return self._get("status", lambda: responder_status(self.cohort, self.scale))
+        return self._get("status", lambda: responder_status(
+            self.cohort, self.scale, response_reduction=self.response_reduction,
+            remission_threshold=self.remission_threshold))
+
+    @property
+    def mmrm(self):
+        """:func:`kanalysis.recipes.mmrm_by_visit` on :attr:`status` (notebook 02's model)."""
+        from kanalysis import recipes
+
+        return self._get("mmrm", lambda: recipes.mmrm_by_visit(
+            self.status, covariance=self.covariance, conf_level=self.conf_level))
 
     @property
     def visit_order(self) -> list:
-        status = self.status
-        return status.sort_values("visit_number")["visit"].drop_duplicates().tolist()
+        return self.mmrm.visit_order
 
     @property
     def lsmeans(self):
-        def make():
-            from kanalysis.models import mmrm
+        return self.mmrm.lsmeans
 
-            multi = self.status["arm"].nunique() > 1
-            formula = "change ~ baseline * C(visit)" + (" + C(arm) * C(visit)" if multi else "")
-            fit = mmrm(
-                self.status,
-                formula=formula,
-                subject="subject_id",
-                visit="visit",
-                covariance=self.covariance,
-            )
-            if multi:
-                return fit.lsmeans(specs="arm", by="visit")
-            out = fit.lsmeans(specs="visit")
-            out["arm"] = self.status["arm"].iloc[0]
-            return out
+    @property
+    def durability(self):
+        """:func:`kanalysis.recipes.durability` on the durability cohort (notebook 03's)."""
+        from kanalysis import recipes
 
-        return self._get("lsmeans", make)
+        return self._get("durability", lambda: recipes.durability(
+            self.durability_cohort, self._scale, relapse_rule=self.relapse_rule,
+            response_reduction=self.response_reduction,
+            relapse_threshold=self.relapse_threshold, conf_level=self.conf_level))
 
     @property
     def kaplan_meier(self):
-        def make():
-            from kanalysis import durability
-
-            table = durability.derive(self.durability_cohort)
-            group = "arm" if table["arm"].nunique() > 1 else None
-            return durability.kaplan_meier(table, group=group, conf_level=1 - self.alpha)
-
-        return self._get("kaplan_meier", make)
+        return self.durability.km
 
 
 def _fig_trajectories(data: PaperData, width: str):
-    from kanalysis.plots.trajectories import lsmeans_plot, spaghetti, visit_summary
+    from kanalysis.plots.trajectories import lsmeans_plot, spaghetti_plot, visit_summary
 
     summary = visit_summary(
-        data.trajectories, alpha=data.alpha, label=None, min_count=data.min_count
+        data.trajectories, conf_level=data.conf_level, label=None, min_count=data.min_count
     )
     if width == "single":
         fig, ax = figure(width, aspect=0.75)
         axes = [ax]
     else:
         fig, axes = figure(width, aspect=0.38, nrows=1, ncols=2)
-    spaghetti(
+    spaghetti_plot(
         data.trajectories,
         summary=summary,
         show_individuals=data.privacy == "none",
@@ -236,7 +256,7 @@ def _fig_durability(data: PaperData, width: str):
 
 def _fig_safety(data: PaperData, width: str):
     from kanalysis import safety
-    from kanalysis.plots.safety import plot_infusion_course
+    from kanalysis.plots.safety import infusion_course_plot
 
     cohort = data.cohort
     if cohort.vitals is None:
@@ -247,13 +267,13 @@ def _fig_safety(data: PaperData, width: str):
             cohort,
             variables=("cadss", "sbp"),
             by=("arm", "infusion_number"),
-            confidence=1 - data.alpha,
+            conf_level=data.conf_level,
         ),
     )
     nrows, ncols = (2, 1) if width == "single" else (1, 2)
     fig, axes = figure(width, aspect=1.2 if width == "single" else 0.38, nrows=nrows, ncols=ncols)
     for i, (ax, variable) in enumerate(zip(axes.flat, ("cadss", "sbp"), strict=True)):
-        plot_infusion_course(
+        infusion_course_plot(
             course, variable, infusion_number=1, ax=ax, min_count=data.min_count, legend=i == 0
         )
     return fig
@@ -279,10 +299,15 @@ def build_paper_figures(
     widths: Sequence[str] = WIDTHS,
     scale: str | None = None,
     covariance: str = "us",
-    alpha: float = 0.05,
+    conf_level: float | None = None,
+    response_reduction: float | None = None,
+    remission_threshold: float | None = None,
+    relapse_rule: str = "loss_of_response",
+    relapse_threshold: float | None = None,
     privacy: str = "none",
-    min_cell_count: int = 11,
+    min_cell_count: int | None = None,
     dpi: int = 300,
+    alpha: float | None = None,
 ) -> list[Path]:
     """Write the paper figures (each at each width and format) and Table 1 into ``out``.
 
@@ -300,8 +325,13 @@ def build_paper_figures(
     figures : sequence of str, optional
         Names from :data:`FIGURES` (default: all).
     widths : sequence of {"single", "double"}
-    scale, covariance, alpha, privacy, min_cell_count
-        As in the notebooks.
+    scale, covariance, response_reduction, remission_threshold, relapse_rule, relapse_threshold
+        As in the notebooks (:class:`PaperData`); the durability figure follows the relapse
+        parameters exactly as notebook 03 does.
+    conf_level : float, default 0.95
+        Confidence level (``alpha`` = 1 - conf_level is its deprecated spelling).
+    privacy, min_cell_count
+        As in the notebooks (default threshold :data:`kanalysis.rules.DEFAULT_MIN_CELL_COUNT`).
     dpi : int, default 300
         PNG resolution.
 
@@ -329,7 +359,11 @@ def build_paper_figures(
         durability_cohort_path,
         scale=scale,
         covariance=covariance,
-        alpha=alpha,
+        conf_level=resolve_conf_level(conf_level, alpha=alpha, where="build_paper_figures"),
+        response_reduction=response_reduction,
+        remission_threshold=remission_threshold,
+        relapse_rule=relapse_rule,
+        relapse_threshold=relapse_threshold,
         privacy=privacy,
         min_cell_count=min_cell_count,
     )
@@ -347,7 +381,7 @@ def build_paper_figures(
                     written += save_figure(fig, out / f"{name}_{width}", formats=formats, dpi=dpi)
                 finally:
                     plt.close(fig)
-    table = table_one(data.cohort.subjects, privacy=privacy, min_cell_count=min_cell_count)
+    table = table_one(data.cohort.subjects, privacy=privacy, min_cell_count=data.min_cell_count)
     written += write_table(
         table.to_frame(),
         out / "table1",

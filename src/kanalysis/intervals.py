@@ -13,16 +13,22 @@ import numpy as np
 from scipy import stats
 
 from kanalysis.errors import ConfigurationError
+from kanalysis.results import resolve_conf_level
 
-__all__ = ["clopper_pearson", "newcombe_difference", "poisson_rate_interval", "wilson_interval"]
+__all__ = ["clopper_pearson", "newcombe_difference", "normal_quantile", "poisson_rate_interval",
+           "wilson_interval"]
 
 
-def _check_confidence(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise ConfigurationError(
-            f"`confidence` must be between 0 and 1 (e.g. 0.95), but {confidence!r} was passed."
-        )
-    return float(confidence)
+def _check_confidence(conf_level: float | None, confidence: float | None = None,
+                      where: str = "kanalysis") -> float:
+    """The confidence level from ``conf_level`` (or the deprecated ``confidence``), checked."""
+    return resolve_conf_level(conf_level, confidence=confidence, where=where)
+
+
+def normal_quantile(conf_level: float) -> float:
+    """The two-sided normal critical value z_{1 - (1 - conf_level) / 2} (1.96 at 0.95)."""
+    level = _check_confidence(conf_level)
+    return float(stats.norm.ppf(1 - (1 - level) / 2))
 
 
 def _check_counts(k: Any, n: Any, what: str = "n") -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +41,8 @@ def _check_counts(k: Any, n: Any, what: str = "n") -> tuple[np.ndarray, np.ndarr
     return k_arr, n_arr
 
 
-def clopper_pearson(k: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]:
+def clopper_pearson(k: Any, n: Any, conf_level: float | None = None, *,
+    confidence: float | None = None) -> tuple[Any, Any]:
     """Exact (Clopper-Pearson) confidence interval for a binomial proportion.
 
     ``lower = B(alpha/2; k, n - k + 1)`` and ``upper = B(1 - alpha/2; k + 1, n - k)``, where
@@ -46,8 +53,8 @@ def clopper_pearson(k: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]
     ----------
     k, n : int or array-like
         Successes and trials.
-    confidence : float, default 0.95
-        Two-sided confidence level.
+    conf_level : float, default 0.95
+        Two-sided confidence level (``confidence`` is its deprecated name).
 
     Returns
     -------
@@ -66,7 +73,7 @@ def clopper_pearson(k: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]
     >>> round(float(lo), 4), round(float(hi), 4)
     (0.0073, 0.0986)
     """
-    alpha = 1 - _check_confidence(confidence)
+    alpha = 1 - _check_confidence(conf_level, confidence)
     k_arr, n_arr = _check_counts(k, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         lower = np.where(k_arr == 0, 0.0, stats.beta.ppf(alpha / 2, k_arr, n_arr - k_arr + 1))
@@ -76,7 +83,8 @@ def clopper_pearson(k: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]
     return lower, upper
 
 
-def wilson_interval(k: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]:
+def wilson_interval(k: Any, n: Any, conf_level: float | None = None, *,
+    confidence: float | None = None) -> tuple[Any, Any]:
     """Wilson score interval for a binomial proportion (no continuity correction).
 
     ``(p + z^2/(2n) -+ z sqrt(p(1-p)/n + z^2/(4n^2))) / (1 + z^2/n)`` with ``p = k/n``; the
@@ -86,8 +94,8 @@ def wilson_interval(k: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]
     ----------
     k, n : int or array-like
         Successes and trials.
-    confidence : float, default 0.95
-        Two-sided confidence level.
+    conf_level : float, default 0.95
+        Two-sided confidence level (``confidence`` is its deprecated name).
 
     Returns
     -------
@@ -105,7 +113,7 @@ def wilson_interval(k: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]
     >>> round(float(hi), 4)
     0.2775
     """
-    z = stats.norm.ppf(1 - (1 - _check_confidence(confidence)) / 2)
+    z = stats.norm.ppf(1 - (1 - _check_confidence(conf_level, confidence)) / 2)
     k_arr, n_arr = _check_counts(k, n)
     p = k_arr / n_arr
     centre = p + z**2 / (2 * n_arr)
@@ -121,7 +129,8 @@ def wilson_interval(k: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]
 
 
 def newcombe_difference(
-    k1: Any, n1: Any, k2: Any, n2: Any, confidence: float = 0.95
+    k1: Any, n1: Any, k2: Any, n2: Any, conf_level: float | None = None, *,
+    confidence: float | None = None,
 ) -> tuple[Any, Any, Any]:
     """Difference of two independent proportions with Newcombe's hybrid score interval.
 
@@ -137,7 +146,8 @@ def newcombe_difference(
         Events and subjects in the first (e.g. active) group.
     k2, n2 : int or array-like
         Events and subjects in the second (e.g. control) group.
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Two-sided confidence level (``confidence`` is its deprecated name).
 
     Returns
     -------
@@ -160,8 +170,9 @@ def newcombe_difference(
     k2_arr, n2_arr = _check_counts(k2, n2, "n2")
     p1 = k1_arr / n1_arr
     p2 = k2_arr / n2_arr
-    l1, u1 = wilson_interval(k1_arr, n1_arr, confidence)
-    l2, u2 = wilson_interval(k2_arr, n2_arr, confidence)
+    level = _check_confidence(conf_level, confidence)
+    l1, u1 = wilson_interval(k1_arr, n1_arr, level)
+    l2, u2 = wilson_interval(k2_arr, n2_arr, level)
     diff = p1 - p2
     lower = diff - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     upper = diff + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
@@ -170,7 +181,8 @@ def newcombe_difference(
     return diff, lower, upper
 
 
-def poisson_rate_interval(k: Any, exposure: Any, confidence: float = 0.95) -> tuple[Any, Any]:
+def poisson_rate_interval(k: Any, exposure: Any, conf_level: float | None = None, *,
+    confidence: float | None = None) -> tuple[Any, Any]:
     """Exact (Garwood) confidence interval for an event rate ``k / exposure``.
 
     ``lower = G(alpha/2; k) / T`` and ``upper = G(1 - alpha/2; k + 1) / T`` with ``G`` the unit-scale
@@ -183,7 +195,8 @@ def poisson_rate_interval(k: Any, exposure: Any, confidence: float = 0.95) -> tu
         Number of events.
     exposure : float or array-like
         Exposure (e.g. number of infusions), > 0.
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Two-sided confidence level (``confidence`` is its deprecated name).
 
     Returns
     -------
@@ -200,7 +213,7 @@ def poisson_rate_interval(k: Any, exposure: Any, confidence: float = 0.95) -> tu
     >>> round(float(hi), 4)
     0.0369
     """
-    alpha = 1 - _check_confidence(confidence)
+    alpha = 1 - _check_confidence(conf_level, confidence)
     k_arr = np.asarray(k, dtype=float)
     t_arr = np.asarray(exposure, dtype=float)
     if np.any(k_arr < 0) or np.any(t_arr <= 0):

@@ -28,10 +28,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from kanalysis.errors import ConfigurationError, DataValidationError
-from kanalysis.intervals import newcombe_difference, wilson_interval
+from kanalysis.intervals import newcombe_difference, normal_quantile, wilson_interval
+from kanalysis.results import resolve_conf_level, with_count_columns
+from kanalysis.rules import baseline_scores, default_scale
 from kanalysis.scales import Scale, get_scale
 
 __all__ = [
@@ -61,50 +62,8 @@ def _tables(data, subjects=None, infusions=None):
 
 
 def _default_scale(data, scale):
-    if scale is not None:
-        return get_scale(scale)
-    meta = getattr(data, "metadata", None) or {}
-    return get_scale(meta.get("primary_scale", "MADRS"))
-
-
-def baseline_scores(
-    data,
-    scale: str | Scale | None = None,
-    *,
-    infusions: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Baseline score per subject: the last non-missing score on or before the first infusion.
-
-    Parameters
-    ----------
-    data : Cohort or pandas.DataFrame
-        A cohort, or its ``assessments`` table.
-    scale : str or Scale, optional
-        Scale to use (default: the cohort's primary scale, else MADRS).
-    infusions : pandas.DataFrame, optional
-        Infusions table when ``data`` is a DataFrame; the first infusion's day per subject
-        (default day 0, as the data model defines study days).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``subject_id, baseline, baseline_day``; subjects without a baseline are absent.
-    """
-    sc = _default_scale(data, scale)
-    assessments, _, inf = _tables(data, None, infusions)
-    a = assessments[(assessments["scale"].astype(str).str.upper() == sc.name.upper())
-                    & assessments["score"].notna()]
-    a = a[["subject_id", "day", "visit_number", "score"]]
-    if inf is not None and len(inf):
-        first = inf.groupby("subject_id")["day"].min().rename("first_infusion_day")
-        a = a.join(first, on="subject_id")
-        a["first_infusion_day"] = a["first_infusion_day"].fillna(0.0)
-    else:
-        a = a.assign(first_infusion_day=0.0)
-    pre = a[a["day"] <= a["first_infusion_day"]].sort_values(["subject_id", "day", "visit_number"])
-    base = pre.groupby("subject_id").tail(1)
-    return base.rename(columns={"score": "baseline", "day": "baseline_day"})[
-        ["subject_id", "baseline", "baseline_day"]].reset_index(drop=True)
+    """The :class:`Scale` to analyse (:func:`kanalysis.rules.default_scale`)."""
+    return get_scale(default_scale(data, scale))
 
 
 def responder_status(
@@ -128,7 +87,7 @@ def responder_status(
     data : Cohort or pandas.DataFrame
         A cohort, or an assessments table (then pass ``subjects`` for the arm column).
     scale : str or Scale, optional
-        Default: the cohort's primary scale, else MADRS.
+        Default: the cohort's primary scale (:func:`kanalysis.rules.default_scale`).
     response_reduction : float, optional
         Fraction of baseline that must be lost (default: the scale's, 0.5).
     remission_threshold : float, optional
@@ -306,8 +265,10 @@ def response_rates(
     outcome: str = "response",
     by: Sequence[str] = ("visit", "arm"),
     *,
-    conf_level: float = 0.95,
+    conf_level: float | None = None,
     missing: str = "exclude",
+    alpha: float | None = None,
+    confidence: float | None = None,
 ) -> pd.DataFrame:
     """Proportion meeting ``outcome`` by visit and arm with Wilson score CIs.
 
@@ -321,11 +282,18 @@ def response_rates(
         Missing outcomes are left out (observed cases) or counted as non-response
         (non-responder imputation, as in ESCAPE-TRD, Reif et al. 2023).
 
+    conf_level : float, default 0.95
+        Confidence level (``alpha``, ``confidence``: deprecated spellings).
+
     Returns
     -------
     pandas.DataFrame
-        ``<by>, n, responders, rate, lower, upper``; ordered by mean study day of each visit.
+        ``<by>, n, responders, estimate`` (the rate), ``ci_lower, ci_upper``, plus ``rate``,
+        ``lower``, ``upper`` (the previous names, kept for one release); ordered by the median
+        study day of each visit. ``attrs["count_columns"]``: ``responders`` of ``n``.
     """
+    conf_level = resolve_conf_level(conf_level, alpha=alpha, confidence=confidence,
+                                    where="response_rates")
     by = list(by)
     s = _binary_frame(status, outcome, missing)
     agg = s.groupby(by, sort=False).agg(n=(outcome, "size"), responders=(outcome, "sum"))
@@ -337,9 +305,10 @@ def response_rates(
     else:
         agg = agg.reset_index().sort_values(by)
     agg["responders"] = agg["responders"].astype(int)
-    agg["rate"] = agg["responders"] / agg["n"]
-    agg["lower"], agg["upper"] = wilson_ci(agg["responders"], agg["n"], conf_level)
-    return agg.reset_index(drop=True)
+    agg["estimate"] = agg["responders"] / agg["n"]
+    agg["ci_lower"], agg["ci_upper"] = wilson_ci(agg["responders"], agg["n"], conf_level)
+    agg["rate"], agg["lower"], agg["upper"] = agg["estimate"], agg["ci_lower"], agg["ci_upper"]
+    return with_count_columns(agg.reset_index(drop=True), {"n": None, "responders": "n"})
 
 
 def risk_difference(
@@ -350,16 +319,21 @@ def risk_difference(
     group: str = "arm",
     by: Sequence[str] | None = ("visit",),
     *,
-    conf_level: float = 0.95,
+    conf_level: float | None = None,
     missing: str = "exclude",
+    alpha: float | None = None,
+    confidence: float | None = None,
 ) -> pd.DataFrame:
     """Risk difference treatment - reference with Newcombe's hybrid score CI, per visit.
 
     Returns
     -------
     pandas.DataFrame
-        ``<by>, n_treatment, x_treatment, n_reference, x_reference, rd, lower, upper``.
+        ``<by>, n_treatment, x_treatment, n_reference, x_reference, estimate`` (the difference),
+        ``ci_lower, ci_upper``, plus ``rd, lower, upper`` (previous names, kept for one release).
     """
+    conf_level = resolve_conf_level(conf_level, alpha=alpha, confidence=confidence,
+                                    where="risk_difference")
     s = _binary_frame(status, outcome, missing)
     levels = set(s[group].unique())
     for lev in (treatment, reference):
@@ -376,8 +350,13 @@ def risk_difference(
             continue
         d, lo, hi = newcombe_ci(t.sum(), len(t), r.sum(), len(r), conf_level)
         rows.append(dict(zip(by, key, strict=True), n_treatment=len(t), x_treatment=int(t.sum()),
-                         n_reference=len(r), x_reference=int(r.sum()), rd=d, lower=lo, upper=hi))
-    return pd.DataFrame(rows)
+                         n_reference=len(r), x_reference=int(r.sum()), estimate=d, ci_lower=lo,
+                         ci_upper=hi, rd=d, lower=lo, upper=hi))
+    columns = [*by, "n_treatment", "x_treatment", "n_reference", "x_reference", "estimate",
+               "ci_lower", "ci_upper", "rd", "lower", "upper"]
+    return with_count_columns(pd.DataFrame(rows, columns=columns), {
+        "n_treatment": None, "x_treatment": "n_treatment", "n_reference": None,
+        "x_reference": "n_reference"})
 
 
 def odds_ratio(
@@ -389,7 +368,9 @@ def odds_ratio(
     covariates: Sequence[str] = ("baseline",),
     *,
     visit: str | None = None,
-    conf_level: float = 0.95,
+    conf_level: float | None = None,
+    alpha: float | None = None,
+    confidence: float | None = None,
 ) -> pd.DataFrame:
     """Odds ratio treatment vs reference from a logistic model adjusted for baseline.
 
@@ -410,9 +391,15 @@ def odds_ratio(
     Returns
     -------
     pandas.DataFrame
-        One row: ``or, lower, upper, p, n`` (and ``visit``).
+        One row (and ``visit``): ``term`` (``"treatment"``), ``estimate`` (log odds ratio),
+        ``std_error, statistic`` (Wald z), ``p_value, ci_lower, ci_upper`` (log scale), ``n`` and
+        ``odds_ratio, or_lower, or_upper`` (the OR scale; earlier releases named these ``or``,
+        ``lower``, ``upper`` and the p-value ``p``).
     """
     import statsmodels.api as sm
+
+    conf_level = resolve_conf_level(conf_level, alpha=alpha, confidence=confidence,
+                                    where="odds_ratio")
 
     s = status if visit is None else status[status["visit"] == visit]
     s = s[s[group].isin([treatment, reference])].dropna(subset=[outcome, *covariates])
@@ -427,10 +414,12 @@ def odds_ratio(
         x[c] = s[c].astype(float)
     x = sm.add_constant(x, has_constant="add")
     fit = sm.GLM(s[outcome].astype(float), x, family=sm.families.Binomial()).fit()
-    z = stats.norm.ppf(1 - (1 - conf_level) / 2)
-    b, se = fit.params["treatment"], fit.bse["treatment"]
-    out = {"or": math.exp(b), "lower": math.exp(b - z * se), "upper": math.exp(b + z * se),
-           "p": float(fit.pvalues["treatment"]), "n": int(len(s))}
+    z = normal_quantile(conf_level)
+    b, se = float(fit.params["treatment"]), float(fit.bse["treatment"])
+    out = {"term": "treatment", "estimate": b, "std_error": se, "statistic": b / se,
+           "p_value": float(fit.pvalues["treatment"]), "ci_lower": b - z * se,
+           "ci_upper": b + z * se, "n": int(len(s)), "odds_ratio": math.exp(b),
+           "or_lower": math.exp(b - z * se), "or_upper": math.exp(b + z * se)}
     if visit is not None:
         out = {"visit": visit, **out}
-    return pd.DataFrame([out])
+    return with_count_columns(pd.DataFrame([out]), {"n": None})

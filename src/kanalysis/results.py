@@ -25,7 +25,11 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-__all__ = ["RESULT_COLUMNS", "AnalysisResult", "SummaryText", "resolve_conf_level"]
+from kanalysis.errors import ConfigurationError
+
+__all__ = ["RESULT_COLUMNS", "AnalysisResult", "SummaryText", "count_columns_of", "json_records",
+           "resolve_conf_level",
+           "with_count_columns"]
 
 #: The shared statistical columns of every ``to_frame()``, in display order.
 RESULT_COLUMNS = ("estimate", "std_error", "df", "statistic", "p_value", "ci_lower", "ci_upper",
@@ -60,13 +64,27 @@ def resolve_conf_level(conf_level: float | None = None, *, alpha: float | None =
         given.append(("confidence", float(confidence)))
     if not given:
         return default
+    for name, value in given:
+        if not 0.0 < value < 1.0:
+            raise ConfigurationError(
+                f"{where}: {name} gives the confidence level {value:g}; conf_level must lie "
+                "strictly between 0 and 1 (e.g. 0.95)")
     levels = {round(v, 12) for _, v in given}
     if len(levels) > 1:
-        raise ValueError(f"{where}: conflicting confidence levels {dict(given)}")
+        raise ConfigurationError(f"{where}: conflicting confidence levels {dict(given)}")
     level = given[0][1]
     if not 0.0 < level < 1.0:
-        raise ValueError(f"{where}: conf_level must lie strictly between 0 and 1, got {level}")
+        raise ConfigurationError(f"{where}: conf_level must lie strictly between 0 and 1, got {level}")
     return level
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as JSON-ready records: NaN as None, numpy scalars as Python ones."""
+    out = []
+    for rec in frame.astype(object).where(frame.notna(), None).to_dict("records"):
+        out.append({str(k): (v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes))
+                             else v) for k, v in rec.items()})
+    return out
 
 
 class AnalysisResult:
@@ -88,11 +106,29 @@ class AnalysisResult:
 
     def key_numbers(self) -> dict[str, Any]:
         """JSON-ready numbers for ``results.json``: the ``to_frame()`` rows as records."""
-        frame = self.to_frame()
-        return {"table": frame.astype(object).where(frame.notna(), None).to_dict("records")}
+        return {"table": json_records(self.to_frame())}
 
     def _repr_html_(self) -> str | None:
         try:
             return self.to_frame()._repr_html_()
         except NotImplementedError:  # pragma: no cover
             return None
+
+
+def with_count_columns(frame: pd.DataFrame, count_columns: Mapping[str, str | None]
+                       ) -> pd.DataFrame:
+    """Mark the count columns of a result table (``frame.attrs["count_columns"]``) and return it.
+
+    Functions that return a plain DataFrame (a table of rates, incidences, ...) use this so that
+    privacy rules can act on the table as on any :class:`AnalysisResult`. Only columns present in
+    ``frame`` are recorded.
+    """
+    frame.attrs["count_columns"] = {k: v for k, v in count_columns.items() if k in frame.columns}
+    return frame
+
+
+def count_columns_of(result: Any) -> dict[str, str | None]:
+    """The count columns of a result object or a result table (see :func:`with_count_columns`)."""
+    if isinstance(result, pd.DataFrame):
+        return dict(result.attrs.get("count_columns", {}))
+    return dict(getattr(result, "count_columns", {}) or {})

@@ -72,6 +72,7 @@ NOTEBOOKS = (
     "03_response_durability",
     "04_safety",
     "05_paper_figures",
+    "07_power",
 )
 DEFAULT_COHORT = "data/synthetic/serial"
 COVARIANCE_STRUCTURES = ("us", "cs", "csh", "ar1", "ar1h", "toep")

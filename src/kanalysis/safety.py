@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,8 @@ from kanalysis.intervals import (  # re-exported: safety users look for them her
     poisson_rate_interval,
     wilson_interval,
 )
+from kanalysis.results import AnalysisResult, SummaryText, json_records, with_count_columns
+from kanalysis.rules import baseline_scores, default_scale, km_median, last_induction_day
 
 __all__ = [
     "DEFAULT_DBP_THRESHOLD",
@@ -242,7 +244,8 @@ def infusion_course(
     *,
     change_from_baseline: bool = False,
     baseline: str = "last",
-    confidence: float = 0.95,
+    conf_level: float | None = None,
+    confidence: float | None = None,
     subjects: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Mean within-infusion course of CADSS, blood pressure and heart rate by minute.
@@ -267,7 +270,8 @@ def infusion_course(
     baseline : {"last", "mean"}, default "last"
         Pre-infusion value when ``change_from_baseline``: the reading at minute <= 0 closest to the
         start, or the mean of readings at minute <= 0.
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Confidence level (``confidence`` is its deprecated name).
     subjects : DataFrame, optional
         Subjects table to look up ``arm`` when ``data`` is a bare vitals table without it.
 
@@ -285,7 +289,7 @@ def infusion_course(
     >>> course = infusion_course(cohort, ["sbp", "cadss"], by=["arm", "infusion_number"])  # doctest: +SKIP
     >>> course.query("variable == 'sbp' and infusion_number == 1")  # doctest: +SKIP
     """
-    level = _check_confidence(confidence)
+    clevel = _check_confidence(conf_level, confidence)
     variables = _check_variables(variables)
     by_cols = _as_list(by)
     vitals = _vitals(data, subjects, variables)
@@ -311,10 +315,14 @@ def infusion_course(
     out["n"] = out["n"].astype(int)
     out["std_error"] = out["sd"] / np.sqrt(out["n"])
     dof = (out["n"] - 1).where(out["n"] > 1)
-    t_crit = stats.t.ppf(1 - (1 - level) / 2, dof)
-    out["lower"] = out["mean"] - t_crit * out["std_error"]
-    out["upper"] = out["mean"] + t_crit * out["std_error"]
-    return out
+    t_crit = stats.t.ppf(1 - (1 - clevel) / 2, dof)
+    out["estimate"] = out["mean"]
+    out["df"] = dof
+    out["ci_lower"] = out["mean"] - t_crit * out["std_error"]
+    out["ci_upper"] = out["mean"] + t_crit * out["std_error"]
+    # names of the previous release, kept for one release
+    out["lower"], out["upper"] = out["ci_lower"], out["ci_upper"]
+    return with_count_columns(out, {"n": None})
 
 
 def session_peaks(
@@ -464,26 +472,12 @@ def return_to_baseline(
     return pd.concat(pieces, ignore_index=True)
 
 
-def _km_median(time: np.ndarray, event: np.ndarray) -> float:
-    """Kaplan-Meier median with R's convention (midpoint where the curve is flat at 0.5)."""
-    event_times = np.unique(time[event])
-    surv = 1.0
-    for k, t in enumerate(event_times):
-        at_risk = np.sum(time >= t)
-        surv *= 1.0 - np.sum((time == t) & event) / at_risk
-        if abs(surv - 0.5) < 1e-12:
-            # Flat at exactly 0.5 until the next event time: R reports the midpoint.
-            return float((t + event_times[k + 1]) / 2) if k + 1 < len(event_times) else float(t)
-        if surv < 0.5:
-            return float(t)
-    return float("nan")
-
-
 def return_time_summary(
     returns: pd.DataFrame,
     by: str | Sequence[str] | None = "arm",
     *,
-    confidence: float = 0.95,
+    conf_level: float | None = None,
+    confidence: float | None = None,
 ) -> pd.DataFrame:
     """Summarise :func:`return_to_baseline` per variable and group.
 
@@ -499,7 +493,8 @@ def return_time_summary(
         Output of :func:`return_to_baseline`.
     by : str or sequence of str or None, default "arm"
         Grouping columns besides ``variable`` (e.g. ``["arm", "infusion_number"]``).
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Confidence level (``confidence`` is its deprecated name).
 
     Returns
     -------
@@ -518,7 +513,7 @@ def return_time_summary(
     >>> rtb = return_to_baseline(cohort, ["sbp", "cadss"])  # doctest: +SKIP
     >>> return_time_summary(rtb, by="arm")  # doctest: +SKIP
     """
-    _check_confidence(confidence)
+    clevel = _check_confidence(conf_level, confidence)
     _require_columns(returns, ["variable", "elevated", "event", "return_minute"], "returns")
     groups = ["variable", *_as_list(by)]
     _require_columns(returns, groups, "returns")
@@ -533,20 +528,25 @@ def return_time_summary(
             n_sessions=len(g),
             n_elevated=len(elevated),
             n_returned=int(event.sum()),
-            median_return_minute=_km_median(time, event) if len(elevated) else np.nan,
+            median_return_minute=km_median(time, event) if len(elevated) else np.nan,
         )
         rows.append(row)
     out = pd.DataFrame(rows)
     valid = out["n_elevated"] > 0
     out["proportion_returned"] = (out["n_returned"] / out["n_elevated"]).where(valid)
-    out["lower"] = np.nan
-    out["upper"] = np.nan
+    out["ci_lower"] = np.nan
+    out["ci_upper"] = np.nan
     if valid.any():
         lo, hi = clopper_pearson(out.loc[valid, "n_returned"], out.loc[valid, "n_elevated"],
-                                 confidence)
-        out.loc[valid, "lower"], out.loc[valid, "upper"] = lo, hi
-    return out[[*groups, "n_sessions", "n_elevated", "n_returned", "proportion_returned",
-                "lower", "upper", "median_return_minute"]]
+                                 clevel)
+        out.loc[valid, "ci_lower"], out.loc[valid, "ci_upper"] = lo, hi
+    out["estimate"] = out["proportion_returned"]
+    out["n"] = out["n_elevated"]
+    out["lower"], out["upper"] = out["ci_lower"], out["ci_upper"]  # previous names
+    out = out[[*groups, "n", "n_sessions", "n_elevated", "n_returned", "estimate", "ci_lower",
+               "ci_upper", "median_return_minute", "proportion_returned", "lower", "upper"]]
+    return with_count_columns(out, {"n_sessions": None, "n": None, "n_elevated": "n_sessions",
+                                    "n_returned": "n_elevated"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -615,7 +615,8 @@ def exceedances(
     *,
     by: str | Sequence[str] | None = None,
     level: str = "session",
-    confidence: float = 0.95,
+    conf_level: float | None = None,
+    confidence: float | None = None,
     subjects: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Share of sessions (or subjects) with SBP > 180 or DBP > 110 mmHg, with exact CIs.
@@ -644,7 +645,8 @@ def exceedances(
         Extra grouping besides ``arm``, e.g. ``"infusion_number"``.
     level : {"session", "subject"}, default "session"
         Unit of the proportion.
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Confidence level (``confidence`` is its deprecated name).
     subjects : DataFrame, optional
         Subjects table to look up ``arm``.
 
@@ -669,7 +671,7 @@ def exceedances(
     >>> exceedances(cohort, sbp=165, dbp=100, by="infusion_number")  # doctest: +SKIP
     >>> exceedances(cohort, level="subject")  # doctest: +SKIP
     """
-    _check_confidence(confidence)
+    clevel = _check_confidence(conf_level, confidence)
     flags = session_exceedances(cohort, sbp, dbp, subjects=subjects)
     by_cols = [c for c in _as_list(by) if c != "arm"]
     _require_columns(flags, by_cols, "vitals")
@@ -690,11 +692,15 @@ def exceedances(
     )
     out[count_col] = out[count_col].astype(int)
     out["n_exceeding"] = out["n_exceeding"].astype(int)
-    out["proportion"] = out["n_exceeding"] / out[count_col]
-    lower, upper = clopper_pearson(out["n_exceeding"], out[count_col], confidence)
-    out["lower"] = np.asarray(lower, dtype=float)
-    out["upper"] = np.asarray(upper, dtype=float)
-    return out
+    out["n"] = out[count_col]
+    out["estimate"] = out["n_exceeding"] / out[count_col]
+    lower, upper = clopper_pearson(out["n_exceeding"], out[count_col], clevel)
+    out["ci_lower"] = np.asarray(lower, dtype=float)
+    out["ci_upper"] = np.asarray(upper, dtype=float)
+    # names of the previous release, kept for one release
+    out["proportion"], out["lower"], out["upper"] = (out["estimate"], out["ci_lower"],
+                                                     out["ci_upper"])
+    return with_count_columns(out, {count_col: None, "n": None, "n_exceeding": "n"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -710,7 +716,7 @@ _TREND_OUTCOMES = {
 
 
 @dataclass
-class InfusionTrendResult:
+class InfusionTrendResult(AnalysisResult):
     """Mixed model of a per-session peak over infusion number (from :func:`infusion_trend`).
 
     Attributes
@@ -737,19 +743,23 @@ class InfusionTrendResult:
     fit: Any
     data: pd.DataFrame
     note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    count_columns: ClassVar[dict[str, str | None]] = {"n": None}
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy fixed effects (term, estimate, std_error, df, t, p_value, ci_lower, ci_upper)."""
+        """Tidy fixed effects: ``outcome, term, estimate, std_error, df, statistic`` (t),
+        ``p_value, ci_lower, ci_upper, n`` (sessions)."""
         out = self.fit.to_frame().copy()
+        out = out.rename(columns={"t": "statistic"})
         out.insert(0, "outcome", self.outcome)
+        out["n"] = len(self.data)
         return out
 
     def variance_components(self) -> pd.DataFrame:
         """Random-effect SDs / correlation and residual SD, as the engine reports them."""
         return self.fit.variance_components()
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Printable summary: the model fitted, the random-slope decision and the estimates."""
         lines = [
             f"Mixed model of {self.outcome} over infusion number",
@@ -760,7 +770,13 @@ class InfusionTrendResult:
             "",
             self.to_frame().to_string(index=False),
         ]
-        return "\n".join(lines)
+        return SummaryText("\n".join(lines))
+
+    def key_numbers(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "formula": self.formula, "re_formula": self.re_formula,
+                "random_slope": self.random_slope, "note": self.note,
+                "n_sessions": len(self.data), "n_subjects": int(self.data["subject_id"].nunique()),
+                "fixed_effects": json_records(self.to_frame())}
 
     def __repr__(self) -> str:
         return self.summary()
@@ -965,7 +981,8 @@ def ae_incidence(
     serious_only: bool = False,
     severity: str | Sequence[str] | None = None,
     include_any: bool = False,
-    confidence: float = 0.95,
+    conf_level: float | None = None,
+    confidence: float | None = None,
     subjects: pd.DataFrame | None = None,
     infusions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -988,7 +1005,8 @@ def ae_incidence(
         Count only events of these severities (e.g. ``"severe"``).
     include_any : bool, default False
         Add a row ``term = "any"`` (subjects with any event).
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Confidence level (``confidence`` is its deprecated name).
     subjects, infusions : DataFrame, optional
         Tables for the denominators when ``data`` is a bare adverse-events table.
 
@@ -1005,7 +1023,7 @@ def ae_incidence(
     >>> inc = ae_incidence(cohort, include_any=True)  # doctest: +SKIP
     >>> inc.pivot(index="term", columns="arm", values="proportion")  # doctest: +SKIP
     """
-    _check_confidence(confidence)
+    clevel = _check_confidence(conf_level, confidence)
     ae, n_subjects, n_infusions = _ae_inputs(data, subjects, infusions)
     if serious_only:
         ae = ae.loc[_as_bool(ae["serious"], "adverse_events.serious")]
@@ -1027,9 +1045,12 @@ def ae_incidence(
     n_ev = ae.groupby(["term", "arm"]).size().reindex(grid, fill_value=0)
     out = pd.DataFrame({"n_with_event": n_with, "n_events": n_ev}).reset_index()
     out["n_subjects"] = out["arm"].map(n_subjects).astype(int)
-    out["proportion"] = out["n_with_event"] / out["n_subjects"]
-    lower, upper = clopper_pearson(out["n_with_event"], out["n_subjects"], confidence)
-    out["lower"], out["upper"] = np.asarray(lower, float), np.asarray(upper, float)
+    out["n"] = out["n_subjects"]
+    out["estimate"] = out["n_with_event"] / out["n_subjects"]
+    lower, upper = clopper_pearson(out["n_with_event"], out["n_subjects"], clevel)
+    out["ci_lower"], out["ci_upper"] = np.asarray(lower, float), np.asarray(upper, float)
+    out["proportion"], out["lower"], out["upper"] = (out["estimate"], out["ci_lower"],
+                                                     out["ci_upper"])  # previous names
     if len(n_infusions):
         out["n_infusions"] = out["arm"].map(n_infusions).fillna(0).astype(int)
         exposure = out["n_infusions"].where(out["n_infusions"] > 0)
@@ -1039,7 +1060,7 @@ def ae_incidence(
         rate_upper = np.full(len(out), np.nan)
         if valid.any():
             lo, hi = poisson_rate_interval(
-                out.loc[valid, "n_events"], exposure[valid], confidence
+                out.loc[valid, "n_events"], exposure[valid], clevel
             )
             rate_lower[valid], rate_upper[valid] = lo, hi
         out["rate_lower"], out["rate_upper"] = rate_lower, rate_upper
@@ -1048,16 +1069,20 @@ def ae_incidence(
         out["events_per_infusion"] = np.nan
         out["rate_lower"] = np.nan
         out["rate_upper"] = np.nan
-    cols = ["term", "arm", "n_subjects", "n_with_event", "proportion", "lower", "upper",
-            "n_events", "n_infusions", "events_per_infusion", "rate_lower", "rate_upper"]
-    return out[cols]
+    cols = ["term", "arm", "n", "n_subjects", "n_with_event", "estimate", "ci_lower", "ci_upper",
+            "n_events", "n_infusions", "events_per_infusion", "rate_lower", "rate_upper",
+            "proportion", "lower", "upper"]
+    return with_count_columns(out[cols], {"n_subjects": None, "n": None,
+                                          "n_with_event": "n_subjects", "n_events": None,
+                                          "n_infusions": None})
 
 
 def ae_by_severity(
     data: Any,
     *,
     include_any: bool = False,
-    confidence: float = 0.95,
+    conf_level: float | None = None,
+    confidence: float | None = None,
     subjects: pd.DataFrame | None = None,
     infusions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -1073,7 +1098,8 @@ def ae_by_severity(
         A cohort, or the ``adverse_events`` table with ``subjects=``.
     include_any : bool, default False
         Add ``term = "any"``: each subject's worst grade over all terms.
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Confidence level (``confidence`` is its deprecated name).
     subjects, infusions : DataFrame, optional
         Tables for the denominators when ``data`` is a bare adverse-events table.
 
@@ -1088,7 +1114,7 @@ def ae_by_severity(
     >>> from kanalysis.safety import ae_by_severity
     >>> ae_by_severity(cohort).query("severity == 'severe'")  # doctest: +SKIP
     """
-    _check_confidence(confidence)
+    clevel = _check_confidence(conf_level, confidence)
     ae, n_subjects, _ = _ae_inputs(data, subjects, infusions)
     bad = sorted(set(ae["severity"].dropna()) - set(SEVERITY_ORDER))
     if bad:
@@ -1110,17 +1136,23 @@ def ae_by_severity(
     counts = worst.groupby(["term", "arm", "severity"]).size().reindex(grid, fill_value=0)
     out = counts.rename("n_with_event").reset_index()
     out["n_subjects"] = out["arm"].map(n_subjects).astype(int)
-    out["proportion"] = out["n_with_event"] / out["n_subjects"]
-    lower, upper = clopper_pearson(out["n_with_event"], out["n_subjects"], confidence)
-    out["lower"], out["upper"] = np.asarray(lower, float), np.asarray(upper, float)
-    return out[["term", "arm", "severity", "n_subjects", "n_with_event", "proportion", "lower",
-                "upper"]]
+    out["n"] = out["n_subjects"]
+    out["estimate"] = out["n_with_event"] / out["n_subjects"]
+    lower, upper = clopper_pearson(out["n_with_event"], out["n_subjects"], clevel)
+    out["ci_lower"], out["ci_upper"] = np.asarray(lower, float), np.asarray(upper, float)
+    out["proportion"], out["lower"], out["upper"] = (out["estimate"], out["ci_lower"],
+                                                     out["ci_upper"])  # previous names
+    out = out[["term", "arm", "severity", "n", "n_subjects", "n_with_event", "estimate",
+               "ci_lower", "ci_upper", "proportion", "lower", "upper"]]
+    return with_count_columns(out, {"n_subjects": None, "n": None,
+                                    "n_with_event": "n_subjects"})
 
 
 def ae_serious(
     data: Any,
     *,
-    confidence: float = 0.95,
+    conf_level: float | None = None,
+    confidence: float | None = None,
     subjects: pd.DataFrame | None = None,
     infusions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -1133,7 +1165,8 @@ def ae_serious(
     ----------
     data : Cohort or DataFrame
         A cohort, or the ``adverse_events`` table with ``subjects=``.
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Confidence level (``confidence`` is its deprecated name).
     subjects, infusions : DataFrame, optional
 
     Returns
@@ -1146,7 +1179,8 @@ def ae_serious(
     >>> from kanalysis.safety import ae_serious
     >>> ae_serious(cohort).query("term == 'any'")  # doctest: +SKIP
     """
-    return ae_incidence(data, serious_only=True, include_any=True, confidence=confidence,
+    return ae_incidence(data, serious_only=True, include_any=True,
+                        conf_level=_check_confidence(conf_level, confidence),
                         subjects=subjects, infusions=infusions)
 
 
@@ -1155,7 +1189,8 @@ def ae_risk_difference(
     treatment: str,
     control: str,
     *,
-    confidence: float = 0.95,
+    conf_level: float | None = None,
+    confidence: float | None = None,
 ) -> pd.DataFrame:
     """Risk difference (treatment - control) per adverse-event term with Newcombe's CI.
 
@@ -1170,7 +1205,8 @@ def ae_risk_difference(
         ``n_subjects``).
     treatment, control : str
         Arm labels.
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Confidence level (``confidence`` is its deprecated name).
 
     Returns
     -------
@@ -1190,6 +1226,7 @@ def ae_risk_difference(
     >>> inc = ae_incidence(cohort)  # doctest: +SKIP
     >>> ae_risk_difference(inc, treatment="ketamine", control="midazolam")  # doctest: +SKIP
     """
+    clevel = _check_confidence(conf_level, confidence)
     _require_columns(incidence, ["term", "arm", "n_with_event", "n_subjects"], "incidence")
     arms = set(incidence["arm"])
     for label, arm in (("treatment", treatment), ("control", control)):
@@ -1203,16 +1240,22 @@ def ae_risk_difference(
     both = t.merge(c, on="term", suffixes=("_treatment", "_control"), how="inner", sort=False)
     diff, lower, upper = newcombe_difference(
         both["n_with_event_treatment"], both["n_subjects_treatment"],
-        both["n_with_event_control"], both["n_subjects_control"], confidence,
+        both["n_with_event_control"], both["n_subjects_control"], clevel,
     )
     both.insert(1, "treatment", treatment)
     both.insert(2, "control", control)
     both["proportion_treatment"] = both["n_with_event_treatment"] / both["n_subjects_treatment"]
     both["proportion_control"] = both["n_with_event_control"] / both["n_subjects_control"]
-    both["risk_difference"] = np.asarray(diff, float)
-    both["lower"] = np.asarray(lower, float)
-    both["upper"] = np.asarray(upper, float)
-    return both.reset_index(drop=True)
+    both["estimate"] = np.asarray(diff, float)
+    both["ci_lower"] = np.asarray(lower, float)
+    both["ci_upper"] = np.asarray(upper, float)
+    # names of the previous release, kept for one release
+    both["risk_difference"] = both["estimate"]
+    both["lower"] = both["ci_lower"]
+    both["upper"] = both["ci_upper"]
+    return with_count_columns(both.reset_index(drop=True), {
+        "n_subjects_treatment": None, "n_with_event_treatment": "n_subjects_treatment",
+        "n_subjects_control": None, "n_with_event_control": "n_subjects_control"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -1221,7 +1264,7 @@ def ae_risk_difference(
 
 
 @dataclass
-class DissociationResponseResult:
+class DissociationResponseResult(AnalysisResult):
     """OLS regression of the change in depression score on first-infusion peak CADSS.
 
     Attributes
@@ -1236,7 +1279,8 @@ class DissociationResponseResult:
     data : DataFrame
         One row per subject: ``subject_id``, ``arm``, ``peak_cadss``, ``baseline``, ``score``,
         ``day``, ``change``.
-    confidence : float
+    conf_level : float
+        Confidence level of the coefficient CIs (``confidence`` is its deprecated name).
     """
 
     formula: str
@@ -1244,7 +1288,14 @@ class DissociationResponseResult:
     timepoint: str
     fit: Any
     data: pd.DataFrame
-    confidence: float = 0.95
+    conf_level: float = 0.95
+
+    count_columns: ClassVar[dict[str, str | None]] = {"n": None}
+
+    @property
+    def confidence(self) -> float:
+        """Deprecated name of :attr:`conf_level`."""
+        return self.conf_level
 
     @property
     def n(self) -> int:
@@ -1252,14 +1303,16 @@ class DissociationResponseResult:
         return int(self.fit.nobs)
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy coefficients: term, estimate, std_error, t, p_value, ci_lower, ci_upper, n."""
-        ci = self.fit.conf_int(alpha=1 - self.confidence)
+        """Tidy coefficients: ``term, estimate, std_error, df, statistic`` (t), ``p_value,
+        ci_lower, ci_upper, n``."""
+        ci = self.fit.conf_int(alpha=1 - self.conf_level)
         out = pd.DataFrame(
             {
                 "term": self.fit.params.index,
                 "estimate": self.fit.params.to_numpy(),
                 "std_error": self.fit.bse.to_numpy(),
-                "t": self.fit.tvalues.to_numpy(),
+                "df": float(self.fit.df_resid),
+                "statistic": self.fit.tvalues.to_numpy(),
                 "p_value": self.fit.pvalues.to_numpy(),
                 "ci_lower": ci.iloc[:, 0].to_numpy(),
                 "ci_upper": ci.iloc[:, 1].to_numpy(),
@@ -1268,9 +1321,9 @@ class DissociationResponseResult:
         out["n"] = self.n
         return out
 
-    def summary(self) -> str:
+    def summary(self) -> SummaryText:
         """Printable summary: model, outcome definition and coefficients."""
-        return "\n".join(
+        text = "\n".join(
             [
                 f"Dissociation and response: {self.formula}",
                 f"  outcome: change in {self.scale} from baseline at {self.timepoint}",
@@ -1279,6 +1332,11 @@ class DissociationResponseResult:
                 self.to_frame().to_string(index=False),
             ]
         )
+        return SummaryText(text)
+
+    def key_numbers(self) -> dict[str, Any]:
+        return {"formula": self.formula, "scale": self.scale, "timepoint": self.timepoint,
+                "n": self.n, "coefficients": json_records(self.to_frame())}
 
     def __repr__(self) -> str:
         return self.summary()
@@ -1315,13 +1373,14 @@ def dissociation_response(
     window: float = 0.5,
     infusion_number: int = 1,
     adjust_for: Sequence[str] = (),
-    confidence: float = 0.95,
+    conf_level: float | None = None,
+    confidence: float | None = None,
 ) -> DissociationResponseResult:
     """Does dissociation at the first infusion predict the antidepressant response?
 
     Ordinary least squares ``change_i = b0 + b1 * peak_cadss_i + b2 * baseline_i (+ covariates)
     + e_i``, where ``change`` is the depression score at the target time minus the baseline score
-    (last rating at day <= 0), and ``peak_cadss`` is the peak CADSS of the first infusion
+    (the last rating on or before the first infusion, :func:`kanalysis.rules.baseline_scores`), and ``peak_cadss`` is the peak CADSS of the first infusion
     (:func:`session_peaks`; from CADSS assessments on that day when vitals carry no CADSS). ``b1``
     (term ``peak_cadss``) is the difference in change per CADSS point at equal baseline: negative
     means more dissociation goes with more improvement (Luckenbaugh et al. 2014; Niciu et al.
@@ -1345,7 +1404,8 @@ def dissociation_response(
     adjust_for : sequence of str, default ()
         Extra covariates from ``subjects`` (e.g. ``["arm"]`` or ``["age"]``); categorical
         columns are treatment coded by the formula.
-    confidence : float, default 0.95
+    conf_level : float, default 0.95
+        Confidence level (``confidence`` is its deprecated name).
 
     Returns
     -------
@@ -1366,33 +1426,28 @@ def dissociation_response(
     """
     import statsmodels.formula.api as smf
 
-    level = _check_confidence(confidence)
+    clevel = _check_confidence(conf_level, confidence)
     if isinstance(cohort, pd.DataFrame):
         raise ConfigurationError(
             "dissociation_response needs a Cohort (assessments, subjects and vitals tables)."
         )
     assessments = _table(cohort, "assessments")
     subjects = _table(cohort, "subjects")
-    if scale is None:
-        scale = getattr(cohort, "primary_scale", None) or cohort.metadata.get("primary_scale")
-    scores = assessments.loc[(assessments["scale"] == scale) & assessments["score"].notna()]
+    scale = default_scale(cohort, scale)
+    scores = assessments.loc[(assessments["scale"].astype(str).str.upper() == scale.upper())
+                             & assessments["score"].notna()]
     if scores.empty:
         raise DataValidationError(f"assessments has no non-missing scores of scale {scale!r}.")
-    base = (
-        scores.loc[scores["day"] <= 0].sort_values(["subject_id", "day"])
-        .groupby("subject_id")["score"].last().rename("baseline")
-    )
-    post = scores.loc[scores["day"] > 0, ["subject_id", "day", "score"]].copy()
+    base_table = baseline_scores(cohort, scale)
+    base = base_table.set_index("subject_id")["baseline"]
+    post = scores.merge(base_table[["subject_id", "baseline_day"]], on="subject_id")
+    post = post.loc[post["day"] > post["baseline_day"], ["subject_id", "day", "score"]].copy()
     if isinstance(day, str):
         if day != "end_of_induction":
             raise ConfigurationError(
                 f"`day` must be a number of study days or 'end_of_induction', not {day!r}."
             )
-        infusions = _table(cohort, "infusions")
-        induction = infusions
-        if "phase" in infusions.columns:
-            induction = infusions.loc[infusions["phase"] == "induction"]
-        last_inf = induction.groupby("subject_id")["day"].max().rename("_last_inf")
+        last_inf = last_induction_day(_table(cohort, "infusions")).rename("_last_inf")
         post = post.join(last_inf, on="subject_id")
         # 24 h after the last infusion: ratings on the infusion day itself (40 min, 4 h) are
         # confounded by the acute drug effects.
@@ -1427,4 +1482,4 @@ def dissociation_response(
         )
     formula = " + ".join(["change ~ peak_cadss", "baseline", *adjust_for])
     fit = smf.ols(formula, data=frame).fit()
-    return DissociationResponseResult(formula, str(scale), timepoint, fit, frame, level)
+    return DissociationResponseResult(formula, str(scale), timepoint, fit, frame, clevel)

@@ -20,6 +20,8 @@ import pandas as pd
 
 from kanalysis._io import atomic_write_bytes, atomic_write_text
 from kanalysis.errors import ConfigurationError, DataValidationError
+from kanalysis.results import RESULT_COLUMNS
+from kanalysis.rules import DEFAULT_MIN_CELL_COUNT
 
 __all__ = [
     "DEFAULT_CATEGORICAL",
@@ -72,7 +74,7 @@ OVERALL = "overall"
 # --------------------------------------------------------------------------------------------
 # Privacy
 # --------------------------------------------------------------------------------------------
-def check_privacy(privacy: str, min_cell_count: int = 11) -> None:
+def check_privacy(privacy: str, min_cell_count: int = DEFAULT_MIN_CELL_COUNT) -> None:
     """Raise :class:`ConfigurationError` for an unknown privacy mode or a bad threshold."""
     if privacy not in PRIVACY_MODES:
         raise ConfigurationError(
@@ -93,7 +95,7 @@ def apply_privacy(
     index_columns: Sequence[str],
     group_column: str = "group",
     privacy: str = "none",
-    min_cell_count: int = 11,
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT,
     margins: str = "both",
 ) -> pd.DataFrame:
     """Suppress small counts of a long table when ``privacy == "strict"``.
@@ -154,13 +156,15 @@ def suppress_proportions(
     *,
     derived: Sequence[str] = (),
     privacy: str = "none",
-    min_cell_count: int = 11,
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT,
 ) -> pd.DataFrame:
     """Hide small counts of a table of proportions (responders of n, subjects with an event).
 
     In strict mode a row's ``count`` is hidden when it, its complement ``total - count`` (which a
     reader gets by subtraction) or ``total`` is below ``min_cell_count``; the ``derived`` columns
-    (rate, CI) of that row are hidden with it, and a hidden ``total`` is shown as text. Rows are
+    (rate, CI) of that row are hidden with it, and so are the shared result columns
+    (``estimate``, ``std_error``, ``ci_lower``, ``ci_upper``, ``statistic``, ``p_value``) the
+    table has; a hidden ``total`` is shown as text. Rows are
     treated one by one: use :func:`apply_privacy` for cross-tabulations whose margins add up.
 
     Returns
@@ -193,7 +197,15 @@ def suppress_proportions(
     out[count] = text(k, small)
     if total is not None:
         out[total] = text(pd.to_numeric(out[total], errors="coerce"), total_small)
-    for col in derived:
+        if "n" in out.columns and total != "n" and count != "n":
+            # the shared ``n`` column repeats the denominator: hidden with it
+            out["n"] = text(pd.to_numeric(out["n"], errors="coerce"), total_small)
+    # The shared result columns (estimate, its CI, ...) hold the same numbers as the rate and
+    # CI columns a caller names in ``derived`` (tables carry both names for one release), so
+    # they are hidden with them.
+    protocol = [c for c in RESULT_COLUMNS if c in out.columns and c not in (count, total)
+                and c not in ("n", "df")]
+    for col in dict.fromkeys([*derived, *protocol]):
         out[col] = out[col].astype(float).mask(small)
     out["suppressed"] = small.to_numpy()
     return out
@@ -205,7 +217,7 @@ def pool_rare(
     *,
     count_by: str | None = "subject_id",
     privacy: str = "none",
-    min_cell_count: int = 11,
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT,
     other: str = "other",
 ) -> pd.DataFrame:
     """Relabel rare categories of ``column`` as ``other`` in strict mode.
@@ -322,7 +334,7 @@ def table_one(
     overall: bool = True,
     digits: int = 1,
     privacy: str = "none",
-    min_cell_count: int = 11,
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT,
 ) -> TableOne:
     """Baseline characteristics by arm ("Table 1").
 
@@ -521,7 +533,7 @@ def subject_flow(
     *,
     group: str = "arm",
     privacy: str = "none",
-    min_cell_count: int = 11,
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT,
 ) -> pd.DataFrame:
     """Subject flow by arm (CONSORT-style counts).
 
@@ -607,7 +619,7 @@ def assessment_schedule(
     scale: str | None = None,
     group: str = "arm",
     privacy: str = "none",
-    min_cell_count: int = 11,
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT,
 ) -> pd.DataFrame:
     """Planned and observed assessments by visit and arm.
 
@@ -645,7 +657,7 @@ def infusion_schedule(
     *,
     group: str = "arm",
     privacy: str = "none",
-    min_cell_count: int = 11,
+    min_cell_count: int = DEFAULT_MIN_CELL_COUNT,
 ) -> pd.DataFrame:
     """Infusions by number and arm.
 

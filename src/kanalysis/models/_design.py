@@ -30,13 +30,27 @@ class Design:
     fe_names: list[str]
     model_spec: object  # formulaic ModelSpec of the fixed part (for new data / reference grids)
     response: str
-    group_codes: np.ndarray  # integer subject code per row (0..n_groups-1), nondecreasing
-    group_labels: np.ndarray  # subject id per code
-    group_starts: np.ndarray  # first row of each subject
+    subject_codes: np.ndarray  # integer subject code per row (0..n_subjects-1), nondecreasing
+    subject_labels: np.ndarray  # subject id per code
+    subject_starts: np.ndarray  # first row of each subject
     n_dropped: int
     variables: list[str]
     factor_variables: list[str] = field(default_factory=list)
     dropped_columns: list[str] = field(default_factory=list)
+    term_columns: dict = field(default_factory=dict)  # formula term -> its kept columns
+
+    # Deprecated spellings (the "groups" of lmm(groups=) are subjects).
+    @property
+    def group_codes(self) -> np.ndarray:
+        return self.subject_codes
+
+    @property
+    def group_labels(self) -> np.ndarray:
+        return self.subject_labels
+
+    @property
+    def group_starts(self) -> np.ndarray:
+        return self.subject_starts
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -75,11 +89,15 @@ def build_design(
     subject: str,
     extra_columns: list[str] | None = None,
     what: str = "model",
+    keep_missing_outcome: bool = False,
 ) -> Design:
     """Validate ``data`` and build the fixed-effects design for ``formula``.
 
     Rows with a missing value in the outcome, a covariate or ``extra_columns`` are dropped (and
-    counted); a missing subject id is an error because it cannot be attributed to anyone.
+    counted); a missing subject id is an error because it cannot be attributed to anyone. With
+    ``keep_missing_outcome`` rows missing only the outcome are kept (``y`` is NaN there; the
+    checks on the fixed effects use the rows with an outcome): a prepared model can then be
+    refitted with outcomes filled in. Infinite outcomes or covariates are an error.
     """
     if not isinstance(data, pd.DataFrame):
         raise ConfigurationError(f"{what}: data must be a pandas DataFrame, got {type(data)!r}")
@@ -107,15 +125,29 @@ def build_design(
             f"{what}: the outcome column {response!r} must be numeric, found dtype "
             f"{data[response].dtype} (convert it with pd.to_numeric)."
         )
+    if len(data) == 0:
+        raise DataValidationError(f"{what}: the data have no rows.")
     needed = list(dict.fromkeys(variables + extra_columns + [subject]))
     frame = data[needed]
-    keep = frame.notna().all(axis=1).to_numpy()
+    for col in needed:
+        vals = frame[col]
+        if pd.api.types.is_numeric_dtype(vals) and not pd.api.types.is_bool_dtype(vals):
+            inf = np.isinf(vals.to_numpy(dtype=float, na_value=np.nan))
+            if inf.any():
+                bad = frame.index[inf]
+                raise DataValidationError(
+                    f"{what}: column {col!r} holds infinite values in rows {_row_list(bad)}; "
+                    "use NaN for a missing value or fix these rows.")
+    check = [c for c in needed if not (keep_missing_outcome and c == response)]
+    keep = frame[check].notna().all(axis=1).to_numpy()
+    observed = frame[response].notna().to_numpy() if response in frame.columns else \
+        np.ones(len(frame), dtype=bool)
     n_dropped = int((~keep).sum())
     frame = frame.loc[keep]
-    if len(frame) == 0:
+    if len(frame) == 0 or not (observed & keep).any():
         raise DataValidationError(
-            f"{what}: no rows left after dropping rows with missing values in {needed}."
-        )
+            f"{what}: no rows left after dropping rows with missing values in {needed} "
+            f"({len(data)} rows given).")
     # Stable sort by subject so that each subject's rows are contiguous and keep their order.
     codes, labels = pd.factorize(frame[subject], sort=True)
     order = np.argsort(codes, kind="stable")
@@ -124,7 +156,8 @@ def build_design(
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
 
     try:
-        mm = Formula(formula).get_model_matrix(frame, na_action="raise")
+        mm = Formula(formula).get_model_matrix(
+            frame, na_action="ignore" if keep_missing_outcome else "raise")
     except Exception as exc:
         raise ConfigurationError(
             f"{what}: could not build the design matrix for {formula!r}: {exc}"
@@ -134,14 +167,28 @@ def build_design(
         raise ConfigurationError(f"{what}: the formula must have exactly one outcome column")
     X = np.asarray(mm.rhs, dtype=float)
     fe_names = [str(c) for c in mm.rhs.columns]
-    X, fe_names, dropped = _drop_aliased(X, fe_names, what)
+    spec = mm.rhs.model_spec
+    term_columns = {str(t): [fe_names[j] for j in idx]
+                    for t, idx in spec.term_indices.items()}
+    empty = [t for t, cols in term_columns.items() if not cols]
+    if empty:
+        warnings.warn(
+            f"{what}: the formula term(s) {empty} give no column in the analysis rows (a factor "
+            "with a single level, e.g. one arm), so the model cannot estimate them and they are "
+            "left out; drop them from the formula to silence this warning.",
+            StatisticalWarning, stacklevel=3)
+    obs = np.isfinite(y)
+    X, fe_names, dropped = _drop_aliased(X, fe_names, what, rows=obs)
+    term_columns = {t: [c for c in cols if c in set(fe_names)]
+                    for t, cols in term_columns.items()}
     if len(starts) < 2:
         raise ConfigurationError(
             f"{what}: the data hold a single subject ({labels[0]!r} in column {subject!r}); "
             "a mixed model needs at least two subjects.")
-    beta_ols = np.linalg.lstsq(X, y, rcond=None)[0]
-    rss = float(np.sum((y - X @ beta_ols) ** 2))
-    if rss <= 1e-20 * max(float(np.sum(y**2)), 1e-300) or len(y) <= X.shape[1]:
+    yo, Xo = y[obs], X[obs]
+    beta_ols = np.linalg.lstsq(Xo, yo, rcond=None)[0]
+    rss = float(np.sum((yo - Xo @ beta_ols) ** 2))
+    if rss <= 1e-20 * max(float(np.sum(yo**2)), 1e-300) or len(yo) <= X.shape[1]:
         raise DataValidationError(
             f"{what}: the fixed effects fit the outcome {response!r} exactly (e.g. it is "
             "constant), so there is no residual variation to model; check the outcome column.")
@@ -156,26 +203,29 @@ def build_design(
         fe_names=fe_names,
         model_spec=mm.rhs.model_spec,
         response=response,
-        group_codes=codes.astype(np.int64),
-        group_labels=np.asarray(labels),
-        group_starts=starts,
+        subject_codes=codes.astype(np.int64),
+        subject_labels=np.asarray(labels),
+        subject_starts=starts,
         n_dropped=n_dropped,
         variables=[v for v in variables if v != response],
         factor_variables=sorted(factors),
         dropped_columns=dropped,
+        term_columns=term_columns,
     )
 
 
-def _drop_aliased(X: np.ndarray, names: list[str], what: str):
-    """Drop columns that are linear combinations of earlier ones (as R's lm/lmer do)."""
+def _drop_aliased(X: np.ndarray, names: list[str], what: str, rows=None):
+    """Drop columns that are linear combinations of earlier ones (as R's lm/lmer do), judged
+    on ``rows`` (default: all rows)."""
     p = X.shape[1]
     if p == 0:
         raise ConfigurationError(f"{what}: the fixed-effects part of the formula has no columns")
-    scale = np.sqrt((X**2).sum(axis=0))
+    Xr = X if rows is None else X[rows]
+    scale = np.sqrt((Xr**2).sum(axis=0))
     scale[scale == 0] = 1.0
     # Gram-Schmidt in column order via QR of the scaled matrix: a column is aliased when its
     # residual on the earlier kept columns is numerically zero.
-    Xs = X / scale
+    Xs = Xr / scale
     r = np.linalg.qr(Xs, mode="r")
     diag = np.abs(np.diag(r))
     keep = diag > 1e-9 * max(diag.max(), 1.0)
@@ -199,13 +249,15 @@ def _drop_aliased(X: np.ndarray, names: list[str], what: str):
 
 
 def reference_grid(
-    design: Design, factors: list[str], extra_levels: dict | None = None
+    design: Design, factors: list[str], extra_levels: dict | None = None,
+    data: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """All combinations of the levels of ``factors``; other numeric variables at their mean.
 
-    The means are taken over the analysis rows, as emmeans and SAS LSMEANS do.
+    The means are taken over the analysis rows (``data``, default the design's rows), as emmeans
+    and SAS LSMEANS do.
     """
-    data = design.data
+    data = design.data if data is None else data
     levels = {}
     for f in factors:
         if extra_levels and f in extra_levels:

@@ -725,6 +725,12 @@ def second_derivatives(structures, nat):
     return out if any_nonlinear else None
 
 
+def _chunks(idx: np.ndarray, doubles_per_item: int, budget: float = 4e6):
+    """Split ``idx`` into consecutive chunks of at most ``budget`` doubles of work arrays."""
+    size = max(1, int(budget // max(doubles_per_item, 1)))
+    return [idx[i:i + size] for i in range(0, len(idx), size)] if len(idx) else []
+
+
 def _one(s, n):
     sel = np.zeros(n, dtype=bool)
     sel[s] = True
@@ -741,21 +747,46 @@ class MMRMEngine:
     max_pattern_doubles = 2.5e7  # 200 MB of pattern sums at most
 
     def __init__(self, y, X, visit_code, subj_code, n_subj, n_visits, cov_group, structures,
-                 reml=True):
+                 reml=True, subject_weights=None, keep_rows=False):
+        """Rows with a NaN outcome are left out. ``subject_weights`` (one per subject, >= 0)
+        multiply each subject's contribution to the likelihood, exactly as if the subject were
+        in the data that many times (bootstrap multiplicities; 0 leaves a subject out).
+        ``keep_rows`` keeps the padded design so that :meth:`with_outcome` can swap outcomes
+        without rebuilding the design sums."""
         self.reml = bool(reml)
-        self.N, self.p = X.shape
         self.t = t = n_visits
         self.structures = structures
-        p = self.p
-        Xf = np.zeros((n_subj, t, p))
-        Xf[subj_code, visit_code] = X
-        yf = np.zeros((n_subj, t))
-        yf[subj_code, visit_code] = y
-        mask = np.zeros((n_subj, t), dtype=bool)
-        mask[subj_code, visit_code] = True
+        y = np.asarray(y, dtype=float)
+        subj_code = np.asarray(subj_code, dtype=np.int64)
+        visit_code = np.asarray(visit_code, dtype=np.int64)
+        w = np.ones(n_subj) if subject_weights is None else \
+            np.asarray(subject_weights, dtype=float)
+        rows = np.isfinite(y) & (w[subj_code] > 0)
+        self._rows = rows
+        present = np.zeros(n_subj, dtype=bool)
+        present[subj_code[rows]] = True
+        subjects = np.flatnonzero(present)  # subjects the likelihood uses
+        self.subjects = subjects
+        self.subject_weights = w[subjects]
+        self.N = float(w[subj_code[rows]].sum())
+        self.n_rows = int(rows.sum())
+        self.p = p = X.shape[1]
+        local = np.full(n_subj, -1, dtype=np.int64)
+        local[subjects] = np.arange(len(subjects))
+        sc, vc = local[subj_code[rows]], visit_code[rows]
+        self._cells = (sc, vc)
+        n = len(subjects)
+        rw = np.sqrt(self.subject_weights)
+        Xf = np.zeros((n, t, p))
+        Xf[sc, vc] = X[rows] * rw[sc, None]
+        yf = np.zeros((n, t))
+        yf[sc, vc] = y[rows] * rw[sc]
+        mask = np.zeros((n, t), dtype=bool)
+        mask[sc, vc] = True
         bits = (mask * (1 << np.arange(t, dtype=np.int64))).sum(1)
-        key = cov_group.astype(np.int64) * (1 << t) + bits
+        key = np.asarray(cov_group, dtype=np.int64)[subjects] * (1 << t) + bits
         ukeys, pat = np.unique(key, return_inverse=True)
+        pat = pat.ravel()
         self.subject_pattern = pat
         S = len(ukeys)
         self.n_patterns = S
@@ -763,9 +794,10 @@ class MMRMEngine:
         self.pat_mask = np.zeros((S, t), dtype=bool)
         for s, k in enumerate(ukeys):
             self.pat_mask[s] = ((int(k) & ((1 << t) - 1)) >> np.arange(t)) & 1 == 1
-        self.n_s = np.bincount(pat, minlength=S).astype(float)
+        self.n_s = np.bincount(pat, weights=self.subject_weights, minlength=S).astype(float)
         order = np.argsort(pat, kind="stable")
         bounds = np.r_[0, np.cumsum(np.bincount(pat, minlength=S))]
+        self.order = order
         self.bounds = bounds
         Tyy = np.empty((S, t, t))
         # Pattern sums of x_ij x_ik' cost S t^2 p^2 doubles; beyond the budget (many visits,
@@ -785,11 +817,13 @@ class MMRMEngine:
             self.Txx = Txx.reshape(S, t * t, p * p)
             self.Txy = Txy.reshape(S, t * t, p)
         else:
+            keep_rows = True
+            for s in range(S):
+                ys = yf[order[bounds[s] : bounds[s + 1]]]
+                Tyy[s] = ys.T @ ys
+        if keep_rows:
             self.Xs = np.ascontiguousarray(Xf[order])
             self.ys = np.ascontiguousarray(yf[order])
-            for s in range(S):
-                ys = self.ys[bounds[s] : bounds[s + 1]]
-                Tyy[s] = ys.T @ ys
         del Xf, yf
         self.Tyy = Tyy.reshape(S, t * t)
         self.pm2 = (self.pat_mask[:, :, None] & self.pat_mask[:, None, :]).astype(float)
@@ -799,6 +833,53 @@ class MMRMEngine:
         self.n_groups_cov = len(structures)
         self.nat_sizes = [st.n_natural for st in structures]
         self.opt_sizes = [st.n_opt for st in structures]
+
+    def with_outcome(self, y):
+        """A copy of this engine for a new outcome vector observed on the same rows (the
+        design sums are shared; only the outcome sums are recomputed). Needs ``keep_rows``."""
+        import copy
+
+        if not hasattr(self, "ys"):
+            raise ValueError("with_outcome needs an engine built with keep_rows=True")
+        y = np.asarray(y, dtype=float)[self._rows]
+        sc, vc = self._cells
+        t, S = self.t, self.n_patterns
+        n = len(self.subjects)
+        rw = np.sqrt(self.subject_weights)
+        yf = np.zeros((n, t))
+        yf[sc, vc] = y * rw[sc]
+        ys = np.ascontiguousarray(yf[self.order])
+        new = copy.copy(self)
+        new.ys = ys
+        b = self.bounds
+        Tyy = np.empty((S, t, t))
+        if self.pattern_stats:
+            p = self.p
+            Txy = np.empty((S, t, t, p))
+            for s in range(S):
+                Xs = self.Xs[b[s]:b[s + 1]].reshape(b[s + 1] - b[s], t * p)
+                yb = ys[b[s]:b[s + 1]]
+                Txy[s] = (Xs.T @ yb).reshape(t, p, t).transpose(0, 2, 1)
+                Tyy[s] = yb.T @ yb
+            new.Txy = Txy.reshape(S, t * t, p)
+        else:
+            for s in range(S):
+                yb = ys[b[s]:b[s + 1]]
+                Tyy[s] = yb.T @ yb
+        new.Tyy = Tyy.reshape(S, t * t)
+        return new
+
+    def rescaled(self, factor):
+        """A copy of this engine with the outcome multiplied by ``factor`` (no data pass)."""
+        import copy
+
+        new = copy.copy(self)
+        new.Tyy = self.Tyy * factor**2
+        if self.pattern_stats:
+            new.Txy = self.Txy * factor
+        if hasattr(self, "ys"):
+            new.ys = self.ys * factor
+        return new
 
     # --- parameter maps -----------------------------------------------------------------------
     def split(self, vec, sizes):
@@ -840,7 +921,7 @@ class MMRMEngine:
         self.Tyy = self.Tyy * factor**2
         if self.pattern_stats:
             self.Txy = self.Txy * factor
-        else:
+        if hasattr(self, "ys"):
             self.ys = self.ys * factor
 
     # --- contractions with the data (pattern sums or raw padded rows) --------------------------
@@ -953,10 +1034,13 @@ class MMRMEngine:
 
     def deviance_and_grad_opt(self, opt):
         nat = self.opt_to_nat(opt)
-        core = self._core(self.sigmas_nat(nat))
+        sig = self.sigmas_nat(nat)
+        core = self._core(sig)
         if core is None:
             return np.inf, np.zeros_like(opt)
         C, ld_x, beta, rss = self._beta(core)
+        self._last_state = (np.array(opt, dtype=float), dict(
+            sigmas=sig, core=core, C=C, beta=beta, cov_beta=C, rss=rss, ld_x=ld_x))
         dev = core["logdet"] + rss
         dev += (ld_x + (self.N - self.p) * LOG2PI) if self.reml else self.N * LOG2PI
         Gg = self._G_by_group(core, C, beta)
@@ -968,6 +1052,13 @@ class MMRMEngine:
             grad[k0 : k0 + len(v)] = np.einsum("kab,ab->k", dS, Gg[g])
             k0 += len(v)
         return float(dev), grad
+
+    def state_opt(self, opt):
+        """:meth:`state` at optimisation parameters (reuses the last evaluation there)."""
+        last = getattr(self, "_last_state", None)
+        if last is not None and np.array_equal(last[0], opt):
+            return last[1]
+        return self.state(self.opt_to_nat(opt))
 
     def state(self, nat):
         sig = self.sigmas_nat(nat)
@@ -984,25 +1075,32 @@ class MMRMEngine:
         t, p, S = self.t, self.p, self.n_patterns
         Y = np.zeros((self.n_groups_cov, t, t, p, p))
         Yr = np.zeros((self.n_groups_cov, t, t, p)) if beta is not None else None
+        if self.pattern_stats:
+            Wt = np.transpose(W, (0, 2, 1))
+            for g in range(self.n_groups_cov):
+                for sel in _chunks(np.flatnonzero(self.pat_group == g), t * p * p):
+                    n = len(sel)
+                    T = self.Txx[sel].reshape(n, t, t * p * p)
+                    tmp = (Wt[sel] @ T).reshape(n, t, t, p * p)  # [s, a, l, pq]
+                    out = np.swapaxes(tmp, 2, 3) @ W[sel][:, None]  # [s, a, pq, b]
+                    Y[g] += np.transpose(out.sum(0), (0, 2, 1)).reshape(t, t, p, p)
+                    if beta is not None:
+                        Txr = self.Txy[sel].reshape(n, t, t, p) - \
+                            (self.Txx[sel].reshape(n, t, t, p, p) @ beta)
+                        tmp = (Wt[sel] @ Txr.reshape(n, t, t * p)).reshape(n, t, t, p)
+                        out = np.swapaxes(tmp, 2, 3) @ W[sel][:, None]  # [s, a, p, b]
+                        Yr[g] += np.transpose(out.sum(0), (0, 2, 1))
+            return Y, Yr
         for s in range(S):
             g = self.pat_group[s]
             Ws = W[s]
-            if self.pattern_stats:
-                T = self.Txx[s].reshape(t, t, p, p)
-                tmp = np.tensordot(Ws, T, axes=([0], [0]))  # (a, l, p, q)
-                Y[g] += np.tensordot(tmp, Ws, axes=([1], [0])).transpose(0, 3, 1, 2)
-                if beta is not None:
-                    Txr = self.Txy[s].reshape(t, t, p) - T @ beta
-                    tmp = np.tensordot(Ws, Txr, axes=([0], [0]))  # (a, l, p)
-                    Yr[g] += np.tensordot(tmp, Ws, axes=([1], [0])).transpose(0, 2, 1)
-            else:
-                b0, b1 = self.bounds[s], self.bounds[s + 1]
-                Z = Ws @ self.Xs[b0:b1]  # (n, t, p)
-                Y[g] += np.tensordot(Z, Z, axes=([0], [0])).transpose(0, 2, 1, 3)
-                if beta is not None:
-                    r = self.ys[b0:b1] - self.Xs[b0:b1] @ beta
-                    Wr = r @ Ws
-                    Yr[g] += np.tensordot(Z, Wr, axes=([0], [0])).transpose(0, 2, 1)
+            b0, b1 = self.bounds[s], self.bounds[s + 1]
+            Z = Ws @ self.Xs[b0:b1]  # (n, t, p)
+            Y[g] += np.tensordot(Z, Z, axes=([0], [0])).transpose(0, 2, 1, 3)
+            if beta is not None:
+                r = self.ys[b0:b1] - self.Xs[b0:b1] @ beta
+                Wr = r @ Ws
+                Yr[g] += np.tensordot(Z, Wr, axes=([0], [0])).transpose(0, 2, 1)
         return Y, Yr
 
     def P_list(self, nat):
@@ -1023,7 +1121,7 @@ class MMRMEngine:
             out[ks] = (D @ Y[g].reshape(t2, -1)).reshape((len(ks),) + tail)
         return out
 
-    def hessian_nat(self, nat, d2sigma=None):
+    def hessian_nat(self, nat, d2sigma=None, state=None):
         """Analytic observed Hessian of the profiled -2 (RE)ML log-likelihood in the natural
         parameters:
 
@@ -1031,9 +1129,11 @@ class MMRMEngine:
 
         with P = V^-1 - V^-1 X C X'V^-1 under REML (V^-1 under ML) and S_k = dSigma/dphi_k.
         """
-        sig = self.sigmas_nat(nat)
-        core = self._core(sig)
-        C, _, beta, _ = self._beta(core)
+        if state is None:
+            core = self._core(self.sigmas_nat(nat))
+            C, _, beta, _ = self._beta(core)
+        else:
+            core, C, beta = state["core"], state["C"], state["beta"]
         W = core["W"]
         ds = self.dsigma_nat(nat)
         K = len(ds)
@@ -1052,14 +1152,18 @@ class MMRMEngine:
             dS = np.array([ds[k][1] for k in ks])  # (Kg, t, t)
             block = np.zeros((len(ks), len(ks)))
             Kg = len(ks)
-            for s in np.flatnonzero(self.pat_group == g):
-                A = W[s] @ dS  # (Kg, t, t): W S_k
-                AB = A @ B[s]  # W S_k (W M)
+            t = self.t
+            for sel in _chunks(np.flatnonzero(self.pat_group == g), Kg * t * t):
+                A = W[sel][:, None] @ dS[None]  # (n, Kg, t, t): W S_k
+                AB = A @ B[sel][:, None]  # W S_k (W M)
                 # -n_s tr(W S_k W S_l) + 2 tr(W S_k W S_l W M), as matrix products (BLAS):
                 # tr(A_k D_l) = vec(A_k) . vec(D_l')
-                At = np.transpose(A, (0, 2, 1)).reshape(Kg, -1)
-                ABt = np.transpose(AB, (0, 2, 1)).reshape(Kg, -1)
-                block += A.reshape(Kg, -1) @ (2.0 * ABt - self.n_s[s] * At).T
+                n = len(sel)
+                At = np.swapaxes(A, 2, 3).reshape(n, Kg, -1)
+                ABt = np.swapaxes(AB, 2, 3).reshape(n, Kg, -1)
+                D = 2.0 * ABt - self.n_s[sel][:, None, None] * At
+                A2 = np.swapaxes(A.reshape(n, Kg, -1), 0, 1).reshape(Kg, -1)
+                block += A2 @ np.swapaxes(D, 0, 1).reshape(Kg, -1).T
             H[np.ix_(ks, ks)] += block
         if self.reml:
             CP = C @ Pk  # (K, p, p)
@@ -1078,12 +1182,7 @@ class MMRMEngine:
         J = np.zeros((sum(self.nat_sizes), len(opt)))
         r0 = c0 = 0
         for st, v in zip(self.structures, self.split(opt, self.opt_sizes), strict=True):
-            for k in range(len(v)):
-                h = 1e-6 * max(1.0, abs(v[k]))
-                e = np.zeros_like(v)
-                e[k] = h
-                J[r0:r0 + st.n_natural, c0 + k] = \
-                    (st.to_natural(v + e) - st.to_natural(v - e)) / (2 * h)
+            J[r0:r0 + st.n_natural, c0:c0 + len(v)] = st.jacobian_opt(v)
             r0 += st.n_natural
             c0 += len(v)
         return J
@@ -1096,7 +1195,9 @@ class MMRMEngine:
         d2 = None
         if any(not st.linear for st in self.structures):
             d2 = second_derivatives(self.structures, nat)
-        return J.T @ self.hessian_nat(nat, d2) @ J
+        last = getattr(self, "_last_state", None)
+        state = last[1] if last is not None and np.array_equal(last[0], opt) else None
+        return J.T @ self.hessian_nat(nat, d2, state=state) @ J
 
     def kr_inner(self, nat, Wphi, d2sigma=None):
         """sum_kl W_kl (Q_kl - P_k C P_l - R_kl / 4) of Kenward-Roger without forming the K^2

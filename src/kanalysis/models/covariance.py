@@ -45,6 +45,7 @@ class CovarianceStructure:
 
     name = "base"
     linear = False  # Sigma linear in the natural parameters
+    per_visit_variances = False  # one variance per visit (poorly determined for sparse visits)
 
     def __init__(self, n_visits: int, visit_labels=None):
         self.t = int(n_visits)
@@ -91,6 +92,17 @@ class CovarianceStructure:
                     out[k][m] = out[m][k] = 0.5 * (a + b)
         return out
 
+    def jacobian_opt(self, opt):
+        """(n_natural, n_opt) derivative of the natural in the optimisation parameters."""
+        opt = np.asarray(opt, float)
+        J = np.empty((self.n_natural, len(opt)))
+        for k in range(len(opt)):
+            h = 1e-6 * max(1.0, abs(opt[k]))
+            e = np.zeros_like(opt)
+            e[k] = h
+            J[:, k] = (self.to_natural(opt + e) - self.to_natural(opt - e)) / (2 * h)
+        return J
+
     def dsigma_opt(self, opt):
         """(n_opt, t, t) derivative of Sigma in the optimisation parameters (chain rule)."""
         opt = np.asarray(opt, float)
@@ -133,6 +145,7 @@ class CovarianceStructure:
 
 class Unstructured(CovarianceStructure):
     name = "us"
+    per_visit_variances = True
     linear = True
 
     def __init__(self, n_visits, visit_labels=None):
@@ -172,14 +185,19 @@ class Unstructured(CovarianceStructure):
         return self._dnat
 
     def dsigma_opt(self, opt):
+        # d(LL')/dL_rc = e_r l_c' + l_c e_r' (l_c = column c of L), times L_rr on the diagonal
         L = self._chol(opt)
-        out = np.empty((self.n_opt, self.t, self.t))
-        for k, (r, c) in enumerate(zip(*self.tril, strict=True)):
-            dL = np.zeros((self.t, self.t))
-            dL[r, c] = L[r, c] if r == c else 1.0
-            M = dL @ L.T
-            out[k] = M + M.T
+        r, c = self.tril
+        t = self.t
+        out = np.zeros((self.n_opt, t, t))
+        k = np.arange(self.n_opt)
+        scale = np.where(r == c, L[r, c], 1.0)
+        out[k, r, :] = L[:, c].T * scale[:, None]
+        out[k, :, r] += L[:, c].T * scale[:, None]
         return out
+
+    def jacobian_opt(self, opt):
+        return self.dsigma_opt(opt)[:, self.tril[0], self.tril[1]].T
 
     def start(self, S_emp):
         L = np.linalg.cholesky(S_emp)
@@ -221,6 +239,7 @@ class CompoundSymmetry(CovarianceStructure):
 
 class HeterogeneousCS(CovarianceStructure):
     name = "csh"
+    per_visit_variances = True
 
     def __init__(self, n_visits, visit_labels=None):
         super().__init__(n_visits, visit_labels)
@@ -289,6 +308,7 @@ class AR1(CovarianceStructure):
 
 class HeterogeneousAR1(CovarianceStructure):
     name = "ar1h"
+    per_visit_variances = True
 
     def __init__(self, n_visits, visit_labels=None):
         super().__init__(n_visits, visit_labels)

@@ -136,12 +136,87 @@ def kenward_roger_f(Lmat, beta, C, PhiA, P, W):
     return Fstat, ell, m, pval
 
 
-def t_table(est, var, df, alpha=0.05):
-    """estimate, std_error, df, t, p_value, ci_lower, ci_upper arrays."""
+def row_basis(Lmat: np.ndarray, tol: float = 1e-8) -> np.ndarray:
+    """Rows spanning the same space as ``Lmat`` with full row rank (the same hypothesis)."""
+    Lmat = np.atleast_2d(np.asarray(Lmat, dtype=float))
+    if Lmat.shape[0] == 1:
+        return Lmat
+    u, s, vt = np.linalg.svd(Lmat, full_matrices=False)
+    r = int(np.sum(s > tol * max(s.max(initial=0.0), 1e-300)))
+    if r == Lmat.shape[0]:
+        return Lmat
+    return s[:r, None] * vt[:r]
+
+
+def multi_df(nu: np.ndarray) -> float:
+    r"""Denominator df of a q-df F test from its components' 1-df Satterthwaite df
+    (Fai & Cornelius 1996; SAS ``DDFM=SATTERTHWAITE``):
+    :math:`E = \sum_{\nu_m > 2} \nu_m / (\nu_m - 2)`, df :math:`= 2E / (E - q)`.
+
+    One component: its own df. Components with (numerically) equal df: that df. When
+    :math:`E \le q` (some :math:`\nu_m \le 2`) the df are 2, as lmerTest and R mmrm return.
+    """
+    nu = np.asarray(nu, dtype=float)
+    q = len(nu)
+    if q == 1:
+        return float(nu[0])
+    if np.all(np.abs(np.diff(nu)) < 1e-8 * max(float(np.max(np.abs(nu))), 1.0)):
+        return float(np.mean(nu))
+    big = nu > 2
+    E = float(np.sum(nu[big] / (nu[big] - 2.0)))
+    if E <= q:
+        return 2.0
+    return 2.0 * E / (E - q)
+
+
+def satterthwaite_f(Lmat, beta, C, P, W):
+    r"""Satterthwaite F test of H0: L beta = 0 by Fai & Cornelius (1996), as SAS
+    ``DDFM=SATTERTHWAITE``, lmerTest and R mmrm compute it.
+
+    With :math:`LCL' = UDU'`, the components :math:`u_m'L\hat\beta` are independent with
+    variances :math:`d_m`; :math:`F = \sum_m (u_m'L\hat\beta)^2 / d_m / q` (unscaled) and each
+    component's 1-df Satterthwaite df :math:`\nu_m = 2 d_m^2 / (g_m'Wg_m)`,
+    :math:`g_{mk} = u_m'L C P_k C L'u_m`, combine by :func:`multi_df`. Returns
+    (F, num_df, den_df, p).
+    """
+    Lmat = np.atleast_2d(Lmat)
+    M = Lmat @ C @ Lmat.T
+    d, U = np.linalg.eigh(0.5 * (M + M.T))
+    order = np.argsort(d)[::-1]
+    d, U = d[order], U[:, order]
+    keep = d > 1e-8 * max(float(d[0]), 1e-300)
+    d, U = d[keep], U[:, keep]
+    q = len(d)
+    UL = U.T @ Lmat  # (q, p)
+    F = float(np.sum((UL @ beta) ** 2 / d) / q)
+    _, nu = satterthwaite(UL, C, P, W)
+    ddf = multi_df(nu)
+    return F, q, ddf, float(stats.f.sf(F, q, ddf))
+
+
+def wald_f(Lmat, beta, V, df_fn):
+    """Wald F test of H0: L beta = 0 with covariance V; denominator df from the components'
+    1-df df (``df_fn(rows) -> df``) combined by :func:`multi_df`. Returns (F, q, ddf, p)."""
+    Lmat = np.atleast_2d(Lmat)
+    M = Lmat @ V @ Lmat.T
+    d, U = np.linalg.eigh(0.5 * (M + M.T))
+    order = np.argsort(d)[::-1]
+    d, U = d[order], U[:, order]
+    keep = d > 1e-8 * max(float(d[0]), 1e-300)
+    d, U = d[keep], U[:, keep]
+    q = len(d)
+    UL = U.T @ Lmat
+    F = float(np.sum((UL @ beta) ** 2 / d) / q)
+    ddf = multi_df(np.asarray(df_fn(UL), dtype=float))
+    return F, q, ddf, float(stats.f.sf(F, q, ddf))
+
+
+def t_table(est, var, df, conf_level=0.95):
+    """estimate, std_error, df, statistic (t), p_value, ci_lower, ci_upper arrays."""
     se = np.sqrt(np.maximum(var, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se
     p = 2.0 * stats.t.sf(np.abs(t), df)
-    q = stats.t.ppf(1.0 - alpha / 2.0, df)
-    return dict(estimate=est, std_error=se, df=df, t=t, p_value=p,
+    q = stats.t.ppf(0.5 + conf_level / 2.0, df)
+    return dict(estimate=est, std_error=se, df=df, statistic=t, p_value=p,
                 ci_lower=est - q * se, ci_upper=est + q * se)

@@ -16,6 +16,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from kanalysis.errors import ConfigurationError
+from kanalysis.plots._columns import has_column
+from kanalysis.plots._columns import values as shared_values
 from kanalysis.plots.style import OKABE_ITO, arm_colors, style_context
 
 __all__ = [
@@ -234,11 +236,12 @@ def response_rate_plot(
     Parameters
     ----------
     rates : pandas.DataFrame
-        Output of :func:`kanalysis.outcomes.response_rates` (``visit, arm, rate, lower,
-        upper``), visits in time order.
+        Output of :func:`kanalysis.outcomes.response_rates` (``visit, arm, estimate,
+        ci_lower, ci_upper``), visits in time order. A rate blanked (NaN) under its previous
+        name (``rate``, ``lower``, ``upper``) is not drawn either.
     """
-    need = [x, group, "rate", "lower", "upper"]
-    missing = [c for c in need if c not in rates.columns]
+    missing = [c for c in (x, group) if c not in rates.columns] + [
+        c for c in ("estimate", "ci_lower", "ci_upper") if not has_column(rates, c)]
     if missing:
         raise ConfigurationError(
             f"rates has no column(s) {missing}; pass the output of outcomes.response_rates.")
@@ -253,9 +256,9 @@ def response_rate_plot(
             r = rates[rates[group] == level].set_index(x).reindex(visits)
             pos = np.arange(len(visits)) + off
             col = colors.get(level, OKABE_ITO["black"])
-            y = 100 * r["rate"].to_numpy(float)
-            err = np.vstack([y - 100 * r["lower"].to_numpy(float),
-                             100 * r["upper"].to_numpy(float) - y])
+            y = 100 * shared_values(r, "estimate")
+            err = np.vstack([y - 100 * shared_values(r, "ci_lower"),
+                             100 * shared_values(r, "ci_upper") - y])
             ax.errorbar(pos, y, yerr=err, color=col, marker="o", ms=3.5, lw=1.0, capsize=2,
                         label=str(level))
         ax.set_xticks(np.arange(len(visits)))

@@ -39,12 +39,12 @@ def term_label(term: str) -> str:
 def forest_plot(
     table: pd.DataFrame,
     *,
-    estimate: str = "hr",
-    lower: str = "lower",
-    upper: str = "upper",
+    estimate: str | None = None,
+    lower: str | None = None,
+    upper: str | None = None,
     label: str = "term",
     labels: Mapping[str, str] | None = None,
-    log_scale: bool = True,
+    log_scale: bool | None = None,
     reference: float | None = None,
     annotate: bool = True,
     xlabel: str = "Hazard ratio (95% CI)",
@@ -55,13 +55,18 @@ def forest_plot(
     Parameters
     ----------
     table : DataFrame
-        E.g. ``CoxResult.to_frame()`` (columns ``term``, ``hr``, ``lower``, ``upper``).
-    estimate, lower, upper, label : str
-        Column names.
+        E.g. ``CoxResult.to_frame()`` (a result table in the shared vocabulary).
+    estimate, lower, upper : str, optional
+        Column names. Default: ``hr, hr_lower, hr_upper`` when the table has hazard ratios
+        (``CoxResult.to_frame()``; the old ``lower``/``upper`` names too), else ``estimate,
+        ci_lower, ci_upper``.
+    label : str
+        Column of the row labels.
     labels : mapping, optional
         Term -> display label; other terms go through :func:`term_label`.
-    log_scale : bool, default True
-        Log x axis (ratios); the reference line defaults to 1, else 0.
+    log_scale : bool, optional
+        Log x axis (ratios); the reference line defaults to 1, else 0. Default: True for hazard
+        ratios, False for ``estimate``.
     reference : float, optional
         Position of the no-effect line.
     annotate : bool, default True
@@ -73,6 +78,15 @@ def forest_plot(
     -------
     matplotlib.axes.Axes
     """
+    ratio = "hr" in table.columns
+    if estimate is None:
+        estimate = "hr" if ratio else "estimate"
+    if lower is None:
+        lower = ("hr_lower" if "hr_lower" in table.columns else "lower") if ratio else "ci_lower"
+    if upper is None:
+        upper = ("hr_upper" if "hr_upper" in table.columns else "upper") if ratio else "ci_upper"
+    if log_scale is None:
+        log_scale = estimate == "hr"
     missing = [c for c in (estimate, lower, upper, label) if c not in table.columns]
     if missing:
         raise DataValidationError(

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from kanalysis.errors import ConfigurationError, DataValidationError
+from kanalysis.plots._columns import require as require_columns
+from kanalysis.plots._columns import values as shared_values
 from kanalysis.plots.style import (
     JOURNAL_WIDTHS,
     OKABE_ITO,
@@ -21,8 +23,10 @@ from kanalysis.plots.style import (
     arm_colors,
     style_context,
 )
+from kanalysis.results import resolve_conf_level
 
-__all__ = ["VARIABLE_LABELS", "plot_ae_dotplot", "plot_ae_incidence", "plot_infusion_course"]
+__all__ = ["VARIABLE_LABELS", "ae_dot_plot", "ae_incidence_plot", "infusion_course_plot",
+           "plot_ae_dotplot", "plot_ae_incidence", "plot_infusion_course"]
 
 #: Axis labels of the vitals variables.
 VARIABLE_LABELS: dict[str, str] = {
@@ -42,7 +46,7 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         )
 
 
-def plot_infusion_course(
+def infusion_course_plot(
     course: pd.DataFrame,
     variable: str,
     *,
@@ -89,12 +93,13 @@ def plot_infusion_course(
     Examples
     --------
     >>> from kanalysis.safety import infusion_course
-    >>> from kanalysis.plots.safety import plot_infusion_course
+    >>> from kanalysis.plots.safety import infusion_course_plot
     >>> course = infusion_course(cohort, ["sbp", "cadss"])  # doctest: +SKIP
-    >>> ax = plot_infusion_course(course, "sbp", infusion_number=1)  # doctest: +SKIP
-    >>> ax = plot_infusion_course(course, "cadss", hue="infusion_number", arm="ketamine")  # doctest: +SKIP
+    >>> ax = infusion_course_plot(course, "sbp", infusion_number=1)  # doctest: +SKIP
+    >>> ax = infusion_course_plot(course, "cadss", hue="infusion_number", arm="ketamine")  # doctest: +SKIP
     """
-    _require(course, ["variable", "minute", "n", "mean", "lower", "upper"], "course")
+    _require(course, ["variable", "minute", "n"], "course")
+    require_columns(course, ["estimate", "ci_lower", "ci_upper"], "course")
     data = course.loc[course["variable"] == variable]
     if data.empty:
         raise ConfigurationError(
@@ -131,9 +136,9 @@ def plot_infusion_course(
                     ha="center", va="top", fontsize=6.5, color="0.45")
         for level in levels:
             line = data.loc[data[hue] == level].sort_values("minute")
-            mean = line["mean"].astype(float).to_numpy()
-            lower = line["lower"].astype(float).to_numpy()
-            upper = line["upper"].astype(float).to_numpy()
+            mean = shared_values(line, "estimate")
+            lower = shared_values(line, "ci_lower")
+            upper = shared_values(line, "ci_upper")
             if min_count is not None:
                 hidden = line["n"].to_numpy() < min_count
                 mean, lower, upper = (np.where(hidden, np.nan, a) for a in (mean, lower, upper))
@@ -149,7 +154,7 @@ def plot_infusion_course(
     return ax
 
 
-def plot_ae_dotplot(
+def ae_dot_plot(
     incidence: pd.DataFrame,
     treatment: str,
     control: str,
@@ -158,8 +163,9 @@ def plot_ae_dotplot(
     axes: Sequence[Any] | None = None,
     min_count: int | None = None,
     show_counts: bool = True,
-    confidence: float = 0.95,
+    conf_level: float | None = None,
     terms: Sequence[str] | None = None,
+    confidence: float | None = None,
 ) -> np.ndarray:
     """The adverse-event dot plot: incidence by arm (left), risk difference with CI (right).
 
@@ -183,8 +189,9 @@ def plot_ae_dotplot(
         "suppressed"; printed counts below the threshold show as ``<min_count``.
     show_counts : bool, default True
         Print ``n/N`` per arm beside the left panel.
-    confidence : float, default 0.95
-        Level of the risk-difference interval when it is computed here.
+    conf_level : float, default 0.95
+        Level of the risk-difference interval when it is computed here (``confidence`` is its
+        deprecated name).
     terms : sequence of str, optional
         Subset of terms to draw.
 
@@ -201,18 +208,20 @@ def plot_ae_dotplot(
     Examples
     --------
     >>> from kanalysis.safety import ae_incidence
-    >>> from kanalysis.plots.safety import plot_ae_dotplot
+    >>> from kanalysis.plots.safety import ae_dot_plot
     >>> inc = ae_incidence(cohort)  # doctest: +SKIP
-    >>> axes = plot_ae_dotplot(inc, treatment="ketamine", control="midazolam", min_count=5)  # doctest: +SKIP
+    >>> axes = ae_dot_plot(inc, treatment="ketamine", control="midazolam", min_count=5)  # doctest: +SKIP
     >>> axes[0].figure.savefig("ae_dotplot.png")  # doctest: +SKIP
     """
     from kanalysis.safety import ae_risk_difference
 
-    _require(incidence, ["term", "arm", "n_with_event", "n_subjects", "proportion"], "incidence")
+    _require(incidence, ["term", "arm", "n_with_event", "n_subjects"], "incidence")
+    require_columns(incidence, ["estimate"], "incidence")
     if min_count is not None and min_count < 1:
         raise ConfigurationError(f"`min_count` must be a positive integer or None, not {min_count}.")
     if risk_difference is None:
-        risk_difference = ae_risk_difference(incidence, treatment, control, confidence=confidence)
+        level = resolve_conf_level(conf_level, confidence=confidence, where="ae_dot_plot")
+        risk_difference = ae_risk_difference(incidence, treatment, control, conf_level=level)
     rd = risk_difference.copy()
     if terms is not None:
         rd = rd.loc[rd["term"].isin(terms)]
@@ -228,7 +237,10 @@ def plot_ae_dotplot(
     ]
     # Suppressed terms go to the bottom in alphabetical order, so their position does not give
     # away their risk difference.
-    rd["_sort_rd"] = rd["risk_difference"].where(~rd["_suppressed"], -np.inf)
+    rd["_rd"] = shared_values(rd, "estimate")
+    rd["_lo"] = shared_values(rd, "ci_lower")
+    rd["_hi"] = shared_values(rd, "ci_upper")
+    rd["_sort_rd"] = rd["_rd"].where(~rd["_suppressed"], -np.inf)
     rd = rd.sort_values(["_sort_rd", "term"], ascending=[True, False]).reset_index(drop=True)
     suppressed = rd["_suppressed"].to_numpy(dtype=bool)
     y = np.arange(len(rd))
@@ -251,11 +263,11 @@ def plot_ae_dotplot(
             left.axhline(yi, color="0.9", lw=0.5, zorder=0)
             right.axhline(yi, color="0.9", lw=0.5, zorder=0)
         rdk = rd.loc[keep]
-        est = 100 * rdk["risk_difference"].to_numpy(float)
+        est = 100 * rdk["_rd"].to_numpy(float)
         right.errorbar(
             est, y[keep],
-            xerr=[est - 100 * rdk["lower"].to_numpy(float),
-                  100 * rdk["upper"].to_numpy(float) - est],
+            xerr=[est - 100 * rdk["_lo"].to_numpy(float),
+                  100 * rdk["_hi"].to_numpy(float) - est],
             fmt="o", ms=4, color=OKABE_ITO["black"], ecolor=OKABE_ITO["black"], elinewidth=0.9,
             capsize=0, zorder=3,
         )
@@ -288,7 +300,7 @@ def plot_ae_dotplot(
     return axes
 
 
-def plot_ae_incidence(
+def ae_incidence_plot(
     incidence: pd.DataFrame,
     *,
     ax: Any = None,
@@ -298,7 +310,7 @@ def plot_ae_incidence(
     """Adverse-event incidence with exact CIs per arm, for cohorts without a control arm.
 
     One row per term, sorted by the largest incidence (top), one dot per arm with its
-    Clopper-Pearson interval; use :func:`plot_ae_dotplot` when there is a control arm to compare.
+    Clopper-Pearson interval; use :func:`ae_dot_plot` when there is a control arm to compare.
 
     Parameters
     ----------
@@ -318,14 +330,17 @@ def plot_ae_incidence(
     Examples
     --------
     >>> from kanalysis.safety import ae_incidence
-    >>> from kanalysis.plots.safety import plot_ae_incidence
-    >>> ax = plot_ae_incidence(ae_incidence(cohort), min_count=5)  # doctest: +SKIP
+    >>> from kanalysis.plots.safety import ae_incidence_plot
+    >>> ax = ae_incidence_plot(ae_incidence(cohort), min_count=5)  # doctest: +SKIP
     """
-    _require(incidence, ["term", "arm", "n_with_event", "proportion", "lower", "upper"],
-             "incidence")
+    _require(incidence, ["term", "arm", "n_with_event"], "incidence")
+    require_columns(incidence, ["estimate", "ci_lower", "ci_upper"], "incidence")
     if min_count is not None and min_count < 1:
         raise ConfigurationError(f"`min_count` must be a positive integer or None, not {min_count}.")
     data = incidence.copy()
+    data["_est"] = shared_values(data, "estimate")
+    data["_lo"] = shared_values(data, "ci_lower")
+    data["_hi"] = shared_values(data, "ci_upper")
     if terms is not None:
         data = data.loc[data["term"].isin(terms)]
     if data.empty:
@@ -336,11 +351,11 @@ def plot_ae_incidence(
     )
     visible = data.loc[~data["_hidden"]]
     order = (
-        visible.groupby("term")["proportion"].max()
+        visible.groupby("term")["_est"].max()
         .reindex(sorted(data["term"].unique()))
         .fillna(-1.0)
         .reset_index()
-        .sort_values(["proportion", "term"], ascending=[True, False])["term"]
+        .sort_values(["_est", "term"], ascending=[True, False])["term"]
         .tolist()
     )
     y_of = {term: i for i, term in enumerate(order)}
@@ -355,11 +370,11 @@ def plot_ae_incidence(
         for arm, off in zip(arms, offsets, strict=True):
             rows = visible.loc[visible["arm"] == arm]
             yy = rows["term"].map(y_of).to_numpy(float) + off
-            est = 100 * rows["proportion"].to_numpy(float)
+            est = 100 * rows["_est"].to_numpy(float)
             ax.errorbar(
                 est, yy,
-                xerr=[est - 100 * rows["lower"].to_numpy(float),
-                      100 * rows["upper"].to_numpy(float) - est],
+                xerr=[est - 100 * rows["_lo"].to_numpy(float),
+                      100 * rows["_hi"].to_numpy(float) - est],
                 fmt="o", ms=4, color=colors[arm], elinewidth=0.9, capsize=0, label=str(arm),
             )
         labels = [
@@ -371,3 +386,9 @@ def plot_ae_incidence(
         if len(arms) > 1:
             ax.legend(loc="lower right")
     return ax
+
+
+# Names of the previous release (kept for one release; every plot is now ``<what>_plot``).
+plot_infusion_course = infusion_course_plot
+plot_ae_dotplot = ae_dot_plot
+plot_ae_incidence = ae_incidence_plot

@@ -29,6 +29,7 @@ from cycler import cycler
 
 from kanalysis._io import atomic_open
 from kanalysis.errors import ConfigurationError
+from kanalysis.rules import CONTROL_ARM_NAMES, control_arm
 
 __all__ = [
     "ARM_ORDER_HINTS",
@@ -79,9 +80,10 @@ FIGURE_FORMATS: tuple[str, ...] = ("pdf", "svg", "png")
 #: Fixed salt for the ids matplotlib writes into SVG files (otherwise random per process).
 SVG_HASH_SALT = "kanalysis"
 
-#: Substrings that mark a control arm; control arms are drawn in black so the active arms keep
-#: the strongest colours. Matching is case-insensitive.
-ARM_ORDER_HINTS: tuple[str, ...] = ("placebo", "midazolam", "saline", "control", "no_maintenance")
+#: Names that mark a control arm (case-insensitive substrings, :data:`kanalysis.rules.
+#: CONTROL_ARM_NAMES`); control arms are drawn in black so the active arms keep the strongest
+#: colours. Kept under its old name for one release.
+ARM_ORDER_HINTS: tuple[str, ...] = CONTROL_ARM_NAMES
 
 _FIXED_EPOCH = "0"
 
@@ -194,20 +196,6 @@ def use_style(font_size: float = 8.0, **overrides: Any) -> dict[str, Any]:
     return params
 
 
-def _is_control(arm: str) -> bool:
-    low = str(arm).lower()
-    return any(hint in low for hint in ARM_ORDER_HINTS)
-
-
-def control_arm(arms: Iterable[Any]) -> Any | None:
-    """The control arm among ``arms`` (placebo, midazolam, saline, no maintenance), or None.
-
-    The first in sorted order when several match, so the choice does not depend on row order.
-    """
-    controls = sorted({a for a in arms if a is not None and a == a and _is_control(a)}, key=str)
-    return controls[0] if controls else None
-
-
 def arm_colors(arms: Iterable[Any]) -> dict[Any, str]:
     """Map treatment arms to colours, the same way in every figure.
 
@@ -229,11 +217,10 @@ def arm_colors(arms: Iterable[Any]) -> dict[Any, str]:
     active_palette = [c for c in OKABE_ITO_CYCLE if c != OKABE_ITO["black"]]
     colors: dict[Any, str] = {}
     i = 0
-    n_control = 0
+    control = control_arm(unique)
     for arm in unique:
-        if _is_control(arm) and n_control == 0:
+        if control is not None and arm == control:
             colors[arm] = OKABE_ITO["black"]
-            n_control += 1
         else:
             colors[arm] = active_palette[i % len(active_palette)]
             i += 1

@@ -1,7 +1,7 @@
 """Symptom trajectories: individual courses with the arm mean and CI, and LS-means by visit.
 
 :func:`visit_summary` computes the numbers (mean, SD, t-based CI by visit and arm);
-:func:`spaghetti` and :func:`lsmeans_plot` draw them. Plot functions take tidy DataFrames, draw on
+:func:`spaghetti_plot` and :func:`lsmeans_plot` draw them. Plot functions take tidy DataFrames, draw on
 ``ax`` (a new styled single-column figure when None) and return the Axes.
 """
 
@@ -16,8 +16,10 @@ from scipy import stats
 
 from kanalysis.errors import ConfigurationError, DataValidationError
 from kanalysis.plots.style import arm_colors, figure, style_context
+from kanalysis.results import resolve_conf_level
 
-__all__ = ["lsmeans_plot", "schedule_plot", "spaghetti", "trajectory_data", "visit_summary"]
+__all__ = ["lsmeans_plot", "schedule_plot", "spaghetti", "spaghetti_plot", "trajectory_data",
+           "visit_summary"]
 
 
 def _require(data: pd.DataFrame, columns: Sequence[str | None], what: str) -> None:
@@ -70,9 +72,10 @@ def visit_summary(
     visit: str = "visit_number",
     x: str = "day",
     group: str | None = "arm",
-    alpha: float = 0.05,
+    conf_level: float | None = None,
     label: str | None = "visit",
     min_count: int | None = None,
+    alpha: float | None = None,
 ) -> pd.DataFrame:
     """Mean and t-based confidence interval of ``y`` by visit (and arm).
 
@@ -85,8 +88,8 @@ def visit_summary(
     y, visit, x, group : str
         Outcome, visit key, time column (summarised by its median per visit), grouping column
         (None for one group).
-    alpha : float
-        1 - confidence level.
+    conf_level : float, default 0.95
+        Confidence level (``alpha`` = 1 - conf_level is its deprecated spelling).
     label : str, optional
         A visit label column carried into the output.
     min_count : int, optional
@@ -97,15 +100,15 @@ def visit_summary(
     -------
     DataFrame
         Columns ``<group>`` (when given), ``<visit>``, ``<label>``, ``x`` (median time), ``n``,
-        ``mean``, ``sd``, ``se``, ``ci_lower``, ``ci_upper``. Visits with one value have no CI.
+        ``estimate`` (the mean), ``std_error``, ``df``, ``ci_lower``, ``ci_upper``, and ``mean``,
+        ``sd``, ``se`` (``mean``/``se`` kept for one release). Visits with one value have no CI.
 
     Notes
     -----
     Observed-case summaries: under dropout related to the outcome they are biased; the model-based
     LS-means of :func:`kanalysis.mmrm` are the estimates to report.
     """
-    if not 0 < alpha < 1:
-        raise ConfigurationError(f"`alpha` must be in (0, 1), but {alpha!r} was passed.")
+    level = resolve_conf_level(conf_level, alpha=alpha, where="visit_summary")
     _require(data, [y, visit, x, group, label], "visit_summary")
     keys = [k for k in (group, visit) if k is not None]
     d = data[data[y].notna()]
@@ -116,20 +119,25 @@ def visit_summary(
         agg[label] = d.groupby(keys, sort=True)[label].first()
     agg = agg.reset_index()
     agg["se"] = agg["sd"] / np.sqrt(agg["n"])
-    tq = stats.t.ppf(1 - alpha / 2, np.maximum(agg["n"] - 1, 1))
+    tq = stats.t.ppf(1 - (1 - level) / 2, np.maximum(agg["n"] - 1, 1))
     half = np.where(agg["n"] > 1, tq * agg["se"], np.nan)
     agg["ci_lower"] = agg["mean"] - half
     agg["ci_upper"] = agg["mean"] + half
+    agg["estimate"], agg["std_error"] = agg["mean"], agg["se"]
+    agg["df"] = (agg["n"] - 1).where(agg["n"] > 1)
+    stats_cols = ["n", "estimate", "std_error", "df", "ci_lower", "ci_upper", "mean", "sd", "se"]
     if min_count is not None:
         small = agg["n"] < min_count
         agg["n"] = agg["n"].astype(float)
-        agg.loc[small, ["n", "mean", "sd", "se", "ci_lower", "ci_upper"]] = np.nan
+        agg.loc[small, stats_cols] = np.nan
     cols = [
         c
-        for c in (group, visit, label, "x", "n", "mean", "sd", "se", "ci_lower", "ci_upper")
+        for c in (group, visit, label, "x", *stats_cols)
         if c is not None and c in agg.columns
     ]
-    return agg[list(dict.fromkeys(cols))]
+    out = agg[list(dict.fromkeys(cols))]
+    out.attrs["count_columns"] = {"n": None}
+    return out
 
 
 def _axes(ax, width: str = "single", aspect: float = 0.7):
@@ -139,7 +147,7 @@ def _axes(ax, width: str = "single", aspect: float = 0.7):
     return new_ax
 
 
-def spaghetti(
+def spaghetti_plot(
     data: pd.DataFrame,
     *,
     x: str = "day",
@@ -148,7 +156,7 @@ def spaghetti(
     group: str | None = "arm",
     visit: str = "visit_number",
     summary: pd.DataFrame | None = None,
-    alpha: float = 0.05,
+    conf_level: float | None = None,
     show_individuals: bool = True,
     max_subjects: int | None = None,
     colors: Mapping[Any, str] | None = None,
@@ -156,6 +164,7 @@ def spaghetti(
     xlabel: str = "Study day",
     ylabel: str | None = None,
     ax=None,
+    alpha: float | None = None,
 ):
     """Individual trajectories (thin lines) with the mean and CI by arm (thick line and band).
 
@@ -167,8 +176,9 @@ def spaghetti(
         Column names; ``group=None`` draws one group.
     summary : DataFrame, optional
         Output of :func:`visit_summary`; computed from ``data`` when None.
-    alpha : float
-        1 - confidence level of the band.
+    conf_level : float, default 0.95
+        Confidence level of the band (``alpha`` = 1 - conf_level is its deprecated spelling;
+        it never meant transparency).
     show_individuals : bool
         Draw each subject's course. Pass False for privacy-strict outputs: individual courses are
         row-level records.
@@ -186,7 +196,9 @@ def spaghetti(
     """
     _require(data, [x, y, subject, group, visit], "spaghetti")
     if summary is None:
-        summary = visit_summary(data, y=y, visit=visit, x=x, group=group, alpha=alpha, label=None)
+        level = resolve_conf_level(conf_level, alpha=alpha, where="spaghetti_plot")
+        summary = visit_summary(data, y=y, visit=visit, x=x, group=group, conf_level=level,
+                                label=None)
     groups = sorted(data[group].dropna().unique(), key=str) if group else [None]
     colors = dict(colors) if colors is not None else arm_colors(g for g in groups if g is not None)
     with style_context():
@@ -414,3 +426,7 @@ def schedule_plot(
         ax.tick_params(axis="y", length=0)
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, frameon=False)
     return ax
+
+
+#: Name of the previous release (kept for one release; every plot is now ``<what>_plot``).
+spaghetti = spaghetti_plot

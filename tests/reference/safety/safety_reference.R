@@ -138,7 +138,11 @@ for (var in names(tolerances)) {
   med_rows[[var]] <- data.frame(variable = var, arm = sub("arm=", "", rownames(tab)),
                                 n_elevated = unname(tab[, "records"]),
                                 n_returned = unname(tab[, "events"]),
-                                median = unname(tab[, "median"]))
+                                median = unname(tab[, "median"]),
+                                # quantile.survfit's rule (findq), which kanalysis follows: it
+                                # differs from the table's median only when a curve ends flat at
+                                # exactly 0.5 (midpoint to the last follow-up time)
+                                quantile_median = unname(quantile(fit, 0.5)$quantile[, 1]))
 }
 out$return_median <- do.call(rbind, med_rows)
 
@@ -151,8 +155,12 @@ km_cases <- list(
   list(time = c(10, 10, 20, 40, 60, 60, 80, 100), event = c(1, 1, 0, 1, 1, 0, 1, 1)))
 out$km_median_cases <- lapply(km_cases, function(k) {
   # summary(survfit(Surv(time, event) ~ 1))$table["median"]
-  m <- summary(survfit(Surv(k$time, k$event) ~ 1))$table[["median"]]
-  list(time = k$time, event = k$event, median = m)
+  fit <- survfit(Surv(k$time, k$event) ~ 1)
+  m <- summary(fit)$table[["median"]]
+  # quantile(fit, 0.5): R's findq rule, which kanalysis.rules.km_median follows; the table's
+  # median (survmean) instead gives the start of a flat at exactly 0.5 that runs to the end
+  q <- unname(quantile(fit, 0.5)$quantile)
+  list(time = k$time, event = k$event, median = m, quantile_median = q)
 })
 
 # ---- 5. mixed models over infusion number (lme4 + lmerTest Satterthwaite) ---------------------
