@@ -614,7 +614,7 @@ def plot(rows: list[dict], stem: str) -> list[str]:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("fit time (s)")
-    fig.suptitle("kanalysis LMM (solid) and MMRM us (dashed) vs peers, fit time only")
+    fig.suptitle("fit time: LMM solid, MMRM us dashed", fontsize=10)
     fig.tight_layout()
     paths = [f"{stem}.png", f"{stem}.pdf"]
     for p in paths:
