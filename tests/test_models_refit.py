@@ -151,3 +151,31 @@ def test_design_matrix_and_data_for_new_rows(data):
     X = model.design_matrix(model.data)
     np.testing.assert_allclose(X, model.design.X)
     assert X.shape[1] == len(fit.fe_params)
+
+
+def test_bad_input_gives_clear_kanalysis_errors(data):
+    from kanalysis.errors import ConfigurationError, DataValidationError, StatisticalWarning
+
+    with pytest.raises(DataValidationError, match="no rows"):
+        ka.mmrm(data.iloc[:0], FORMULA, **KW)
+    bad = data.copy()
+    bad.loc[3, "score"] = np.inf
+    with pytest.raises(DataValidationError, match=r"'score' holds infinite values in rows \[3\]"):
+        ka.mmrm(bad, FORMULA, **KW)
+    bad = data.assign(base=data["base"].astype(float))
+    bad.loc[5, "base"] = -np.inf
+    with pytest.raises(DataValidationError, match="'base'"):
+        ka.mmrm(bad, FORMULA, **KW)
+    # one arm, formula with an arm term: the term is named, never silently dropped
+    one = data[data.arm == "drug"]
+    with pytest.warns(StatisticalWarning, match="arm"):
+        fit = ka.mmrm(one, FORMULA, **KW)
+    assert not any("arm" in n for n in fit.fe_params.index)
+    assert "arm" not in set(fit.anova()["term"])
+    # a covariate that is a copy of another: aliased, dropped with its name
+    with pytest.warns(StatisticalWarning, match="base2"):
+        ka.mmrm(data.assign(base2=2 * data["base"]), "score ~ base + base2 + C(visit)", **KW)
+    with pytest.raises(ConfigurationError, match="weights must have one value per subject"):
+        MMRMModel(data, FORMULA, **KW).refit(weights=[1, 2, 3])
+    with pytest.raises(ConfigurationError, match="unknown subject"):
+        MMRMModel(data, FORMULA, **KW).refit(subjects=["nobody"])

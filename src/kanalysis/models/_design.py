@@ -185,8 +185,11 @@ def build_design(
         raise ConfigurationError(
             f"{what}: the data hold a single subject ({labels[0]!r} in column {subject!r}); "
             "a mixed model needs at least two subjects.")
-    yo, Xo = y[obs], X[obs]
-    beta_ols = np.linalg.lstsq(Xo, yo, rcond=None)[0]
+    yo, Xo = (y, X) if obs.all() else (y[obs], X[obs])
+    try:
+        beta_ols = np.linalg.solve(Xo.T @ Xo, Xo.T @ yo)
+    except np.linalg.LinAlgError:
+        beta_ols = np.linalg.lstsq(Xo, yo, rcond=None)[0]
     rss = float(np.sum((yo - Xo @ beta_ols) ** 2))
     if rss <= 1e-20 * max(float(np.sum(yo**2)), 1e-300) or len(yo) <= X.shape[1]:
         raise DataValidationError(
@@ -221,8 +224,16 @@ def _drop_aliased(X: np.ndarray, names: list[str], what: str, rows=None):
     if p == 0:
         raise ConfigurationError(f"{what}: the fixed-effects part of the formula has no columns")
     Xr = X if rows is None else X[rows]
-    scale = np.sqrt((Xr**2).sum(axis=0))
+    G = Xr.T @ Xr  # one pass over the rows (BLAS)
+    scale = np.sqrt(np.diag(G)).copy()
     scale[scale == 0] = 1.0
+    Gs = G / np.outer(scale, scale)
+    try:  # clearly full rank: the Cholesky factor of the scaled Gram matrix (= R of the QR)
+        Rg = np.linalg.cholesky(Gs)
+        if np.all(np.abs(np.diag(Rg)) > 1e-6):
+            return X, names, []
+    except np.linalg.LinAlgError:
+        pass
     # Gram-Schmidt in column order via QR of the scaled matrix: a column is aliased when its
     # residual on the earlier kept columns is numerically zero.
     Xs = Xr / scale

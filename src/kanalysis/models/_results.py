@@ -429,8 +429,10 @@ class FixedEffectsResult(AnalysisResult):
           (unscaled); with :math:`LCL' = U D U'`, each of the :math:`q` components
           :math:`u_m'L\beta` gets a 1-df Satterthwaite :math:`\nu_m`;
           :math:`E = \sum_{\nu_m > 2} \nu_m / (\nu_m - 2)` and the denominator df are
-          :math:`2E / (E - q)` (when :math:`E \le q`, the smallest :math:`\nu_m`... see
-          :func:`kanalysis.models.inference.satterthwaite_f`).
+          :math:`2E / (E - q)` (see :func:`kanalysis.models.inference.multi_df`). This
+          reproduces SAS's "Type 3 Tests of Fixed Effects" (e.g. the 3-df treatment-by-visit
+          test of the R mmrm example data, den df 148).
+        * ``vcov="empirical"``: Wald F with the sandwich covariance.
 
         Rows of ``L`` that are linearly dependent are reduced to a basis first (``num_df`` is
         the rank). Returns a dict with ``F``, ``num_df``, ``den_df``, ``p_value``.

@@ -19,7 +19,13 @@ name      structure                                                    natural p
 ``ar1``   :math:`\sigma^2\rho^{|j-k|}`                                 sigma^2, rho
 ``ar1h``  :math:`\sigma_j\sigma_k\rho^{|j-k|}`                         t variances, rho
 ``toep``  :math:`\sigma_{|j-k|}` (Toeplitz)                            t lag covariances
+``toeph`` :math:`\sigma_j\sigma_k\rho_{|j-k|}` (heterogeneous Toeplitz)   t variances, t-1 rho
+``ad``    :math:`\sigma^2\prod_{m=j}^{k-1}\rho_m` (ante-dependence)     variance, t-1 rho
+``adh``   :math:`\sigma_j\sigma_k\prod_{m=j}^{k-1}\rho_m` (SAS ANTE(1))  t variances, t-1 rho
+``sp_exp`` :math:`\sigma^2 e^{-|c_j-c_k|/\theta}` (spatial exponential)  variance, range
 ========  ==========================================================  =====================
+
+:data:`STRUCTURES` is the single list of names (the runner and the notebooks read it).
 
 The ``us`` optimisation parameters are the log of the diagonal and the off-diagonal elements of
 the lower Cholesky factor of :math:`\Sigma` (log-Cholesky), smooth and unconstrained as in R mmrm
@@ -410,6 +416,160 @@ class Toeplitz(CovarianceStructure):
         return np.r_[np.log(v), np.arctanh(pacf)]
 
 
+class AnteDependence(CovarianceStructure):
+    r"""First-order ante-dependence, homogeneous variance (R mmrm ``ad``):
+    :math:`\Sigma_{jk} = \sigma^2 \prod_{m=j}^{k-1} \rho_m` (j < k)."""
+
+    name = "ad"
+    heterogeneous = False
+
+    def __init__(self, n_visits, visit_labels=None):
+        super().__init__(n_visits, visit_labels)
+        L = self.labels
+        n_var = self.t if self.heterogeneous else 1
+        self.n_var = n_var
+        self.n_opt = self.n_natural = n_var + self.t - 1
+        var_names = [f"var({v})" for v in L] if self.heterogeneous else ["variance"]
+        self.natural_names = var_names + [f"rho({L[m]},{L[m + 1]})" for m in range(self.t - 1)]
+
+    def _variance_like(self):
+        m = np.zeros(self.n_natural, dtype=bool)
+        m[: self.n_var] = True
+        return m
+
+    def to_natural(self, opt):
+        opt = np.asarray(opt, float)
+        return np.r_[np.exp(opt[: self.n_var]), np.tanh(opt[self.n_var:])]
+
+    def _corr(self, rho):
+        t = self.t
+        logs = np.r_[0.0, np.cumsum(np.log(np.abs(rho) + 1e-300))]
+        signs = np.r_[1.0, np.cumprod(np.sign(rho))]
+        i = np.arange(t)
+        a, b = np.minimum.outer(i, i), np.maximum.outer(i, i)
+        return signs[b] / signs[a] * np.exp(logs[b] - logs[a])
+
+    def sigma_nat(self, nat):
+        nat = np.asarray(nat, float)
+        var = nat[: self.n_var] if self.heterogeneous else np.full(self.t, nat[0])
+        sd = np.sqrt(np.maximum(var, 0))
+        return self._corr(nat[self.n_var:]) * np.outer(sd, sd)
+
+    def start(self, S_emp):
+        d = np.diag(S_emp)
+        sd = np.sqrt(d)
+        R = S_emp / np.outer(sd, sd)
+        rho = np.clip(np.diag(R, 1), -0.95, 0.95) if self.t > 1 else np.zeros(0)
+        var = np.log(d) if self.heterogeneous else np.array([np.log(np.mean(d))])
+        return np.r_[var, np.arctanh(rho)]
+
+
+class HeterogeneousAnteDependence(AnteDependence):
+    r"""First-order ante-dependence (SAS ``TYPE=ANTE(1)``, R mmrm ``adh``):
+    :math:`\Sigma_{jk} = \sigma_j\sigma_k \prod_{m=j}^{k-1} \rho_m`."""
+
+    name = "adh"
+    heterogeneous = True
+    per_visit_variances = True
+
+
+class HeterogeneousToeplitz(CovarianceStructure):
+    r"""Heterogeneous Toeplitz (SAS ``TYPE=TOEPH``, R mmrm ``toeph``):
+    :math:`\Sigma_{jk} = \sigma_j\sigma_k\rho_{|j-k|}`, :math:`\rho_0 = 1`; the correlations
+    are optimised through their partial autocorrelations, so every iterate is positive
+    definite."""
+
+    name = "toeph"
+    per_visit_variances = True
+
+    def __init__(self, n_visits, visit_labels=None):
+        super().__init__(n_visits, visit_labels)
+        self.n_opt = self.n_natural = 2 * self.t - 1
+        self.natural_names = [f"var({v})" for v in self.labels] + \
+            [f"rho{k}" for k in range(1, self.t)]
+        i = np.arange(self.t)
+        self._lag = np.abs(i[:, None] - i[None, :])
+
+    def _variance_like(self):
+        m = np.zeros(self.n_natural, dtype=bool)
+        m[: self.t] = True
+        return m
+
+    def to_natural(self, opt):
+        opt = np.asarray(opt, float)
+        r = Toeplitz._acf_from_pacf(np.tanh(opt[self.t:]))
+        return np.r_[np.exp(opt[: self.t]), r[1:]]
+
+    def sigma_nat(self, nat):
+        nat = np.asarray(nat, float)
+        sd = np.sqrt(np.maximum(nat[: self.t], 0))
+        r = np.r_[1.0, nat[self.t:]]
+        return r[self._lag] * np.outer(sd, sd)
+
+    def start(self, S_emp):
+        d = np.diag(S_emp)
+        sd = np.sqrt(d)
+        R = S_emp / np.outer(sd, sd)
+        r = np.array([np.mean(np.diag(R, k)) for k in range(self.t)])
+        r[0] = 1.0
+        for _ in range(50):
+            if np.linalg.eigvalsh(r[self._lag]).min() > 1e-3:
+                break
+            r[1:] *= 0.9
+        pacf = np.clip(Toeplitz._pacf_from_acf(r), -0.99, 0.99)
+        return np.r_[np.log(d), np.arctanh(pacf)]
+
+
+class SpatialExponential(CovarianceStructure):
+    r"""Spatial exponential (SAS ``TYPE=SP(EXP)(time)``, R mmrm ``sp_exp``):
+    :math:`\Sigma_{jk} = \sigma^2 \exp(-d_{jk}/\theta)` with :math:`d_{jk}` the distance
+    between the visits' times (``time=`` in :func:`kanalysis.mmrm`). Natural parameters:
+    ``variance`` :math:`\sigma^2` and ``range`` :math:`\theta` (SAS's ``SP(EXP)``)."""
+
+    name = "sp_exp"
+    n_opt = 2
+    n_natural = 2
+    natural_names = ["variance", "range"]
+    needs_coordinates = True
+
+    def __init__(self, n_visits, visit_labels=None, coordinates=None):
+        super().__init__(n_visits, visit_labels)
+        if coordinates is None:
+            from kanalysis.errors import ConfigurationError
+
+            raise ConfigurationError("covariance 'sp_exp' needs the visits' times: give "
+                                     "time='column' (e.g. AVISITN or the scheduled study day)")
+        c = np.asarray(coordinates, dtype=float)
+        self.coordinates = c
+        self._dist = np.abs(c[:, None] - c[None, :])
+
+    def _variance_like(self):
+        return np.array([True, False])
+
+    def to_natural(self, opt):
+        return np.exp(np.asarray(opt, float))
+
+    def sigma_nat(self, nat):
+        return nat[0] * np.exp(-self._dist / max(float(nat[1]), 1e-300))
+
+    def dsigma_nat(self, nat):
+        E = np.exp(-self._dist / nat[1])
+        return np.array([E, nat[0] * E * self._dist / nat[1] ** 2])
+
+    def start(self, S_emp):
+        v = float(np.mean(np.diag(S_emp)))
+        if self.t > 1:
+            sd = np.sqrt(np.diag(S_emp))
+            R = S_emp / np.outer(sd, sd)
+            off = ~np.eye(self.t, dtype=bool)
+            rho = float(np.clip(np.mean(R[off]), 0.05, 0.95))
+            d = float(np.mean(self._dist[off]))
+            theta = d / -np.log(rho) if d > 0 else 1.0
+        else:
+            theta = 1.0
+        return np.array([np.log(v), np.log(max(theta, 1e-6))])
+
+
 STRUCTURES = {
     "us": Unstructured,
     "cs": CompoundSymmetry,
@@ -417,11 +577,18 @@ STRUCTURES = {
     "ar1": AR1,
     "ar1h": HeterogeneousAR1,
     "toep": Toeplitz,
+    "toeph": HeterogeneousToeplitz,
+    "ad": AnteDependence,
+    "adh": HeterogeneousAnteDependence,
+    "sp_exp": SpatialExponential,
 }
+"""The covariance structures by name: the one list of structure names kanalysis accepts."""
 
 
-def make_structure(name: str, n_visits: int, visit_labels=None) -> CovarianceStructure:
-    """Build a covariance structure by name (``us``, ``cs``, ``csh``, ``ar1``, ``ar1h``, ``toep``)."""
+def make_structure(name: str, n_visits: int, visit_labels=None,
+                   coordinates=None) -> CovarianceStructure:
+    """Build a covariance structure by name (one of :data:`STRUCTURES`); ``coordinates`` are
+    the visits' times for spatial structures."""
     from kanalysis.errors import ConfigurationError
 
     key = str(name).lower()
@@ -429,4 +596,7 @@ def make_structure(name: str, n_visits: int, visit_labels=None) -> CovarianceStr
         raise ConfigurationError(
             f"unknown covariance structure {name!r}; choose one of {sorted(STRUCTURES)}"
         )
-    return STRUCTURES[key](n_visits, visit_labels)
+    cls = STRUCTURES[key]
+    if getattr(cls, "needs_coordinates", False):
+        return cls(n_visits, visit_labels, coordinates=coordinates)
+    return cls(n_visits, visit_labels)

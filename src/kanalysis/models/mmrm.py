@@ -23,7 +23,9 @@ __all__ = ["DF_METHODS", "MMRMResult", "mmrm"]
 
 def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance="us",
          reml: bool = True, group: str | None = None,
-         df_method: str = "satterthwaite", visit_order: list | None = None) -> MMRMResult:
+         df_method: str = "satterthwaite", visit_order: list | None = None,
+         time: str | None = None, weights: str | None = None,
+         vcov: str = "model") -> MMRMResult:
     r"""Fit a mixed model for repeated measures (MMRM).
 
     .. math::
@@ -59,6 +61,18 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance=
         (SAS ``REPEATED / GROUP=``).
     visit_order : list, optional
         Explicit order of the visit levels (overrides the rule above).
+    time : str, optional
+        Numeric column with each visit's time (one value per visit level, e.g. ``AVISITN`` or
+        the scheduled day), the coordinates of the spatial structure ``sp_exp``.
+    weights : str, optional
+        Column of positive observation weights (SAS ``WEIGHT``, R mmrm ``weights``): the
+        residual covariance of subject *i* is :math:`W_i^{-1/2}\Sigma W_i^{-1/2}`, so an
+        observation with weight 2 has half the variance. (Bootstrap multiplicities of subjects
+        are ``MMRMModel.refit(weights=...)``, a different thing.)
+    vcov : {"model", "empirical"}
+        Covariance of the fixed effects: model-based (default; Kenward-Roger adjusted with
+        ``df_method="kenward-roger"``) or the empirical sandwich (SAS ``EMPIRICAL``, R mmrm
+        ``"Empirical"``, CR0) with Bell & McCaffrey's Satterthwaite df as R mmrm computes them.
     df_method : {"satterthwaite", "kenward-roger"}
         Satterthwaite df with the model-based covariance, or Kenward-Roger adjusted covariance
         and df (SAS ``DDFM=KR``; for ``us``, ``cs`` and ``toep`` the covariance is linear in its
@@ -82,4 +96,4 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance=
     """
     return MMRMModel(data, formula, subject=subject, visit=visit, covariance=covariance,
                      reml=reml, group=group, df_method=df_method,
-                     visit_order=visit_order).fit()
+                     visit_order=visit_order, time=time, weights=weights, vcov=vcov).fit()

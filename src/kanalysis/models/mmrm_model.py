@@ -155,24 +155,34 @@ class MMRMModel:
 
     def __init__(self, data: pd.DataFrame, formula: str, subject: str, visit: str,
                  covariance="us", reml: bool = True, group: str | None = None,
-                 df_method: str = "satterthwaite", visit_order: list | None = None):
+                 df_method: str = "satterthwaite", visit_order: list | None = None,
+                 time: str | None = None, weights: str | None = None, vcov: str = "model"):
         self.df_method = _normalise_df_method(df_method)
         self.reml = bool(reml)
         if self.df_method == "kenward-roger" and not self.reml:
             raise ConfigurationError("mmrm: Kenward-Roger needs a REML fit (reml=True)")
         self.covariance_candidates = _normalise_covariance(covariance)
         self.covariance_argument = covariance
-        self.vcov = "model"
+        self.vcov = str(vcov).lower()
+        if self.vcov not in ("model", "empirical"):
+            raise ConfigurationError(f"mmrm: vcov must be 'model' or 'empirical', got {vcov!r}")
+        if self.vcov == "empirical" and self.df_method == "kenward-roger":
+            raise ConfigurationError("mmrm: vcov='empirical' comes with its own Satterthwaite "
+                                     "df; use df_method='satterthwaite'")
         self.formula, self.subject, self.visit, self.group = formula, subject, visit, group
         if not isinstance(visit, str) or not isinstance(subject, str):
             raise ConfigurationError("mmrm: subject and visit must be column names (strings)")
-        design = build_design(data, formula, subject, extra_columns=[visit, group],
+        self.time = time
+        self.weights = weights
+        design = build_design(data, formula, subject, extra_columns=[visit, group, time, weights],
                               what="mmrm", keep_missing_outcome=True)
         self.design = design
         frame = design.data
         self.data = frame
         self.y = design.y
         self._visit_setup(data, frame, visit_order)
+        self._time_setup(frame)
+        self._weights_setup(frame)
         self.subject_codes = design.subject_codes
         self.subjects = pd.Index(design.subject_labels, name=subject)
         self.n_subjects = len(self.subjects)
@@ -214,6 +224,54 @@ class MMRMModel:
         vpos = {v: i for i, v in enumerate(self.visit_levels)}
         self.visit_codes = frame[visit].map(vpos).to_numpy().astype(np.int64)
         self.n_visits = len(self.visit_levels)
+
+    def _time_setup(self, frame):
+        """Visit coordinates for spatial structures: one time per visit level."""
+        self.visit_times = None
+        spatial = [c for c in self.covariance_candidates
+                   if getattr(STRUCTURES[c], "needs_coordinates", False)]
+        if self.time is None:
+            if spatial:
+                raise ConfigurationError(
+                    f"mmrm: covariance {spatial[0]!r} needs the visits' times: give "
+                    "time='column' (a numeric column, one value per visit level, e.g. AVISITN "
+                    "or the scheduled day)")
+            return
+        col = frame[self.time]
+        if not pd.api.types.is_numeric_dtype(col):
+            raise ConfigurationError(f"mmrm: the time column {self.time!r} must be numeric")
+        per = pd.DataFrame({"v": self.visit_codes, "c": col.to_numpy(dtype=float)})
+        spread = per.groupby("v")["c"].agg(["min", "max"])
+        bad = spread.index[(spread["max"] - spread["min"]) > 1e-9 * max(
+            1.0, float(np.abs(spread.to_numpy()).max()))]
+        if len(bad):
+            raise ConfigurationError(
+                f"mmrm: the time column {self.time!r} takes several values within visit "
+                f"level(s) {[self.visit_levels[b] for b in bad[:5]]}; spatial covariances here "
+                "use one time per visit level (e.g. the scheduled day or AVISITN), not "
+                "per-subject times")
+        self.visit_times = spread["min"].reindex(range(self.n_visits)).to_numpy()
+
+    def _weights_setup(self, frame):
+        """Observation weights (SAS ``WEIGHT``): Var(y_ij) = Sigma_jj / w_ij, i.e.
+        V_i = W_i^{-1/2} Sigma W_i^{-1/2}. The engine works on sqrt(w) x and sqrt(w) y, and the
+        log-likelihood gets the constant + sum(log w) / 2."""
+        self.obs_weights = None
+        self._root_w = None
+        if self.weights is None:
+            return
+        w = frame[self.weights]
+        if not pd.api.types.is_numeric_dtype(w):
+            raise ConfigurationError(f"mmrm: the weights column {self.weights!r} must be numeric")
+        w = w.to_numpy(dtype=float)
+        bad = ~(np.isfinite(w) & (w > 0))
+        if bad.any():
+            rows = frame.index[bad]
+            raise DataValidationError(
+                f"mmrm: the weights column {self.weights!r} must be positive and finite; rows "
+                f"{list(rows[:10])} are not")
+        self.obs_weights = w
+        self._root_w = np.sqrt(w)
 
     def _check_duplicates(self, frame):
         key = self.subject_codes * self.n_visits + self.visit_codes
@@ -265,8 +323,8 @@ class MMRMModel:
 
     def structures(self, name: str) -> list:
         """One covariance structure object per covariance group."""
-        return [make_structure(name, self.n_visits, self.visit_levels)
-                for _ in self.group_levels]
+        return [make_structure(name, self.n_visits, self.visit_levels,
+                               coordinates=self.visit_times) for _ in self.group_levels]
 
     def design_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Fixed-effects rows (columns as ``fe_params``) for new rows, e.g. missing visits."""
@@ -285,10 +343,14 @@ class MMRMModel:
                 c_w is not None and weights is not None and np.array_equal(c_w, weights))
             if same_w and c_names == [s.name for s in structures] and \
                     np.array_equal(c_rows, rows) and hasattr(eng, "ys"):
-                new = eng.with_outcome(ys)
+                new = eng.with_outcome(ys if self._root_w is None else ys * self._root_w)
                 new.structures = structures
                 return new
-        eng = MMRMEngine(ys, self.design.X, self.visit_codes, self.subject_codes,
+        X = self.design.X
+        if self._root_w is not None:
+            X = X * self._root_w[:, None]
+            ys = ys * self._root_w
+        eng = MMRMEngine(ys, X, self.visit_codes, self.subject_codes,
                          self.n_subjects, self.n_visits, self.cov_group, structures,
                          reml=self.reml, subject_weights=weights, keep_rows=keep_rows)
         if eng.n_rows == 0:
@@ -305,10 +367,11 @@ class MMRMModel:
     def _cold_starts(self, engine, structures):
         """Starting values: the empirical covariance of OLS residuals, an uncorrelated and an
         exchangeable covariance with the same variances."""
-        X = self.design.X
         rows = engine._rows
         yw = self.y[rows] / self._scale
-        Xr = X[rows]
+        Xr = self.design.X[rows]
+        if self._root_w is not None:
+            yw, Xr = yw * self._root_w[rows], Xr * self._root_w[rows][:, None]
         beta0 = sym_solve(Xr.T @ Xr, Xr.T @ yw)
         S_emp = engine.empirical_cov(beta0)
         starts = [("empirical", S_emp)]

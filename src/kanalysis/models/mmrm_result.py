@@ -95,6 +95,12 @@ class MMRMResult(FixedEffectsResult):
         else:
             dev_std += eng.N * np.log(2 * np.pi)
             dev = dev_std + eng.N * np.log(s**2)
+        if model.obs_weights is not None:  # log|V_i| = log|Sigma_oo| - sum_j log w_ij
+            rows = eng._rows
+            mult = np.ones(int(rows.sum()))
+            if subject_weights is not None:
+                mult = np.asarray(subject_weights, float)[model.subject_codes[rows]]
+            dev -= float(np.sum(mult * np.log(model.obs_weights[rows])))
         self.llf = -0.5 * float(dev)
         k = sum(eng.nat_sizes) + (0 if self.reml else eng.p)
         self.n_params = k
@@ -237,7 +243,62 @@ class MMRMResult(FixedEffectsResult):
             inner = eng.kr_inner(nat, W, d2)
             PhiA = C + 2.0 * C @ inner @ C
             PhiA = 0.5 * (PhiA + PhiA.T)
+        if self.vcov == "empirical":
+            V, df_fn = self._empirical(st)
+            return FixedEffectsInference(C=C, P=P, W=W, PhiA=None, empirical=V,
+                                         empirical_df=df_fn)
         return FixedEffectsInference(C=C, P=P, W=W, PhiA=PhiA)
+
+    def _empirical(self, st):
+        r"""Sandwich covariance (SAS ``EMPIRICAL``, R mmrm ``vcov = "Empirical"``, CR0)
+
+        .. math:: C \Big(\sum_i X_i'V_i^{-1}r_ir_i'V_i^{-1}X_i\Big) C,
+
+        and its Satterthwaite df (Bell & McCaffrey 2002, as R mmrm): for a contrast c,
+        :math:`\nu = \mathrm{tr}(G)^2 / \sum_{ij} G_{ij}^2` with :math:`G = D - A'CA`,
+        :math:`a_i = X_i'V_i^{-1}X_iCc`, :math:`D = \mathrm{diag}(c'Ca_i)` (the n x n matrix
+        :math:`G_{ij} = g_i'g_j`, :math:`g_i = (I-H)_i'\tilde X_iCc` of R mmrm's vignette,
+        written with p x p sums)."""
+        model, eng = self.model, self._engine_std
+        rows = eng._rows
+        local = np.full(model.n_subjects, -1)
+        local[eng.subjects] = np.arange(len(eng.subjects))
+        sc, vc = local[model.subject_codes[rows]], model.visit_codes[rows]
+        X = model.design.X[rows]
+        y = model.y[rows]
+        if model._root_w is not None:
+            X, y = X * model._root_w[rows][:, None], y * model._root_w[rows]
+        n, t, p = len(eng.subjects), model.n_visits, X.shape[1]
+        Xf = np.zeros((n, t, p))
+        Xf[sc, vc] = X
+        yf = np.zeros((n, t))
+        yf[sc, vc] = y
+        Wp = st["core"]["W"]  # the inverse covariances at the optimum, by pattern
+        Wsub = Wp[eng.subject_pattern]  # (n, t, t)
+        C = st["C"]
+        k = eng.subject_weights
+        beta = self._beta
+        r = yf - Xf @ beta
+        score = np.einsum("ntp,nt->np", Xf, np.einsum("nab,nb->na", Wsub, r))
+        meat = score.T @ (k[:, None] * score)
+        V = C @ meat @ C
+        V = 0.5 * (V + V.T)
+
+        def df_fn(Lmat):
+            out = []
+            for c in np.atleast_2d(Lmat):
+                u = C @ c
+                a = np.einsum("ntp,nt->np", Xf, np.einsum("nab,nb->na", Wsub, Xf @ u))
+                d = a @ u
+                q = np.einsum("np,pq,nq->n", a, C, a)
+                M = a.T @ (k[:, None] * a)
+                CM = C @ M
+                tr = float(np.sum(k * (d - q)))
+                ss = float(np.sum(k * d**2) - 2.0 * np.sum(k * d * q) + np.sum(CM * CM.T))
+                out.append(tr**2 / ss if ss > 0 else np.inf)
+            return np.array(out)
+
+        return V, df_fn
 
     # --- rows the fit used ----------------------------------------------------------------------
     @functools.cached_property
