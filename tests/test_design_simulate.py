@@ -210,3 +210,15 @@ def test_type1_error_large_study_mmrm_with_mar_dropout():
     f = res.to_frame().iloc[0]
     assert abs(f["power"] - 0.05) < 3 * np.sqrt(0.05 * 0.95 / 2000)
     assert not f["type1_flag"] or abs(f["power"] - 0.05) > 2 * f["mcse"]
+
+
+def test_synthetic_maintenance_cox_and_logrank():
+    sc = Scenario.from_synthetic("maintenance", relapse_hr=0.4)
+    cox = simulate_power(sc, n_per_arm=[20], n_sim=2, seed=4, analysis="cox", progress=False)
+    lr = simulate_power(sc, n_per_arm=[20], n_sim=2, seed=4, analysis="logrank", progress=False)
+    fc, fl = cox.to_frame().iloc[0], lr.to_frame().iloc[0]
+    assert fc["n_failed"] == 0 and fc["true_effect"] == pytest.approx(np.log(0.4))
+    assert fl["n_failed"] == 0 and fl["true_effect"] == fc["true_effect"]
+    # the same trials: the log-rank run reports the Cox estimate with the log-rank p-value
+    np.testing.assert_array_equal(cox.replicates["estimate"], lr.replicates["estimate"])
+    assert not np.array_equal(cox.replicates["p_value"], lr.replicates["p_value"])

@@ -30,10 +30,14 @@ __all__ = [
 
 
 def format_count(n: int, min_count: int | None = None) -> str:
-    """A count as text; below ``min_count`` it is masked as ``"<min_count"``."""
-    if min_count is not None and n < min_count:
-        return f"<{min_count}"
-    return f"{int(n)}"
+    """A count as text; 1 to ``min_count - 1`` is masked as ``"<min_count"``.
+
+    :func:`kanalysis.privacy.format_count` with ``min_count`` as the threshold (None: every
+    count shown); 0 is shown, as in the tables.
+    """
+    from kanalysis.privacy import format_count as privacy_format_count
+
+    return privacy_format_count(n, min_count if min_count is not None else 1)
 
 
 def _nice_times(t_max: float, n: int = 5) -> np.ndarray:
