@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: py:percent
+#     notebook_metadata_filter: -jupytext.text_representation,-language_info,-widgets
 #   kernelspec:
 #     display_name: Python 3 (kanalysis)
 #     language: python
@@ -71,6 +73,7 @@ from kanalysis import imputation as mi
 
 ice = mi.ice_from_cohort(cohort, report.scale)
 ice_counts = mi.ice_summary(ice)
+ice_counts["n"] = ice_counts["n"].map(report.count)  # small counts hidden when privacy is strict
 report.save_table(ice_counts, "ice_strategies")
 display(ice_counts)
 
