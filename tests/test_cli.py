@@ -51,3 +51,10 @@ def test_validate_missing_folder_is_a_clear_error(tmp_path, capsys):
 def test_summary_prints_json(capsys, synthetic_dir):
     assert main(["summary", str(synthetic_dir / "clinic")]) == 0
     assert '"subjects": 150' in capsys.readouterr().out
+
+
+def test_synth_small_serial_cohort_with_no_clinical_events_is_valid(tmp_path):
+    # An empty optional table (no clinical events among 10 subjects) is not an error.
+    assert main(["synth", "--design", "serial", "--n-subjects", "10", "--out",
+                 str(tmp_path / "s")]) == 0
+    assert main(["validate", str(tmp_path / "s")]) == 0

@@ -81,3 +81,47 @@ def test_invalid_cohort_raises_with_every_problem(tmp_path, cohort_single):
         ka.load_cohort(tmp_path / "bad")
     assert {"assessments", "infusions"} <= set(err.value.problems["table"])
     assert ka.load_cohort(tmp_path / "bad", validate=False).n_subjects == 120
+
+
+def test_schema_1_0_cohort_still_loads_and_unknown_version_is_refused(tmp_path, synthetic_dir):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(synthetic_dir / "single", old)
+    meta = json.loads((old / "metadata.json").read_text())
+    meta["schema_version"] = "1.0"
+    (old / "metadata.json").write_text(json.dumps(meta))
+    cohort = ka.load_cohort(old)
+    assert cohort.metadata["schema_version"] == "1.0" and cohort.n_subjects == 120
+    meta["schema_version"] = "9.0"
+    (old / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(DataValidationError, match="schema_version '9.0'"):
+        ka.load_cohort(old)
+
+
+def test_absent_covariates_are_warnings_and_read_as_missing(tmp_path, cohort_single):
+    tables = {k: v.copy() for k, v in cohort_single.tables.items()}
+    tables["subjects"] = tables["subjects"][["subject_id", "arm", "age", "sex"]]
+    tables["infusions"] = tables["infusions"][["subject_id", "infusion_number", "day"]]
+    tables["assessments"] = tables["assessments"].drop(columns=["visit", "visit_number"])
+    folder = ka.Cohort(**tables).save(tmp_path / "lean")
+    cohort = ka.load_cohort(folder)
+    report = cohort.validate()
+    assert report.ok and report.errors.empty
+    warned = set(zip(report.warnings["table"], report.warnings["column"], strict=True))
+    assert ("subjects", "n_failed_trials") in warned and ("infusions", "dose") in warned
+    assert cohort.subjects["bmi"].isna().all()
+    a = cohort.assessments.sort_values(["subject_id", "day"])
+    first = a.groupby("subject_id")["visit_number"].first()
+    assert (first == 0).all() and a["visit"].str.startswith("visit").all()
+
+
+def test_scale_aliases_are_canonical_after_load(tmp_path, cohort_single):
+    tables = {k: v.copy() for k, v in cohort_single.tables.items()}
+    a = tables["assessments"]
+    a.loc[a.index[::3], "scale"] = "madrs"
+    a.loc[a.index[1::3], "scale"] = " Madrs "
+    folder = ka.Cohort(**tables, metadata={"primary_scale": "madrs"}).save(tmp_path / "alias")
+    cohort = ka.load_cohort(folder)
+    assert set(cohort.assessments["scale"]) == {"MADRS"} and cohort.primary_scale == "MADRS"

@@ -85,6 +85,7 @@ def test_table_one_numbers_by_hand(subjects):
     ]
     assert wide["characteristic"].tolist() == [
         "Age, years",
+        "  Missing",  # one ketamine subject has no age
         "Failed antidepressant trials",
         "Sex",
         "  F",
@@ -265,3 +266,23 @@ def test_validation_summary_drops_values_in_strict_mode():
     assert strict["severity"].tolist() == ["error", "warning"]
     full = tables.validation_summary(Report())
     assert "values" in full.columns and full["values"].iloc[0] == "[99, 75]"
+
+
+def test_table_one_shows_missing_counts_per_variable(cohort_single):
+    import numpy as np
+
+    from kanalysis.tables import table_one
+
+    s = cohort_single.subjects.copy()
+    s.loc[s.index[:7], "bmi"] = np.nan
+    t = table_one(s)
+    miss = t.long[(t.long["variable"] == "bmi") & (t.long["level"] == "Missing")]
+    assert miss.set_index("group")["count"]["overall"] == 7
+    assert miss["count"].sum() == 14  # by arm (7 in all) plus overall (7)
+    assert not ((t.long["variable"] == "age") & (t.long["level"] == "Missing")).any()
+    frame = t.to_frame()
+    row = frame.index[frame["characteristic"].str.contains("BMI")][0]
+    assert frame.loc[row + 1, "characteristic"].strip() == "Missing"
+    strict = table_one(s, privacy="strict").long
+    hidden = strict[(strict["variable"] == "bmi") & (strict["level"] == "Missing")]
+    assert (hidden["display"] == "<11").all()

@@ -373,7 +373,10 @@ def table_one(
     Notes
     -----
     SD uses the n - 1 denominator; quartiles use linear interpolation (R ``quantile`` type 7).
-    Percentages are of the non-missing values; missing counts are in ``n_missing``.
+    Percentages are of the non-missing values; missing counts are in ``n_missing``. A variable
+    missing for any subject gets a "Missing" row, n (% of the group), as journals ask (CONSORT
+    2010 item 15, STROBE item 14b); in strict privacy its small counts are suppressed like the
+    level counts.
     """
     check_privacy(privacy, min_cell_count)
     if group not in subjects.columns:
@@ -490,11 +493,44 @@ def table_one(
                 )
             if not binary or level == 1:
                 order += 1
+    rows += _missing_rows(rows, sizes, digits)
     long = pd.DataFrame(rows)
     if privacy == "strict":
         long = _strict_table_one(long, min_cell_count)
     long = long[long["level"] != "__hidden0__"].reset_index(drop=True)
     return TableOne(long=long, group_sizes=sizes, group=group, privacy=privacy)
+
+
+def _missing_rows(rows: list[dict[str, Any]], sizes: pd.Series, digits: int) -> list[dict[str, Any]]:
+    """A "Missing" row under each variable that lacks values for any subject (n and % of N).
+
+    Journals ask for missing data to be shown per variable (CONSORT 2010 item 15, STROBE item
+    14b); percentages are of the group size, so that the level percentages (of the non-missing
+    values) and the missing count can both be read.
+    """
+    out: list[dict[str, Any]] = []
+    by_variable: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["summary"] == "header" or pd.isna(r["n_missing"]):
+            continue
+        entry = by_variable.setdefault(r["variable"], {"label": r["label"], "order": r["row_order"],
+                                                       "missing": {}})
+        entry["order"] = max(entry["order"], r["row_order"])
+        entry["missing"][r["group"]] = int(r["n_missing"])
+    for variable, entry in by_variable.items():
+        if not any(entry["missing"].values()):
+            continue
+        for g, n_miss in entry["missing"].items():
+            size = int(sizes.get(g, 0))
+            pct = 100.0 * n_miss / size if size else np.nan
+            out.append({
+                "row_order": entry["order"] + 0.5, "variable": variable, "label": entry["label"],
+                "level": "Missing", "group": g, "n": size, "count": n_miss, "percent": pct,
+                "mean": np.nan, "sd": np.nan, "median": np.nan, "q1": np.nan, "q3": np.nan,
+                "n_missing": n_miss, "summary": "missing",
+                "display": f"{n_miss} ({_fmt(pct, digits)}%)",
+            })
+    return out
 
 
 def _strict_table_one(long: pd.DataFrame, threshold: int) -> pd.DataFrame:
@@ -505,8 +541,9 @@ def _strict_table_one(long: pd.DataFrame, threshold: int) -> pd.DataFrame:
     for col in ("mean", "sd", "median", "q1", "q3"):
         long.loc[small, col] = np.nan
     long.loc[small, "display"] = f"n<{threshold}"
-    for variable in long.loc[long["summary"].eq("count_percent"), "variable"].unique():
-        part = long[long["summary"].eq("count_percent") & long["variable"].eq(variable)]
+    counted = long["summary"].isin(["count_percent", "missing"])
+    for variable in long.loc[counted, "variable"].unique():
+        part = long[counted & long["variable"].eq(variable)]
         checked = apply_privacy(
             part[["level", "group", "count"]],
             "count",

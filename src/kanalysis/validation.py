@@ -31,8 +31,10 @@ def _num(column: str, *, nullable: bool = False, checks=None, required: bool = T
 
 def _text(*, nullable: bool = False, isin: Iterable[str] | None = None,
           required: bool = True) -> pa.Column:
+    # No pandera dtype: _check_table turns the column into plain text itself (a per-value
+    # type check by pandera costs seconds on registry-sized tables).
     checks = [pa.Check.isin(list(isin))] if isin is not None else []
-    return pa.Column(str, checks=checks, nullable=nullable, required=required, coerce=False)
+    return pa.Column(None, checks=checks, nullable=nullable, required=required, coerce=False)
 
 
 SCALE_NAMES = tuple(list_scales())
@@ -306,6 +308,8 @@ def _check_table(name: str, table: pd.DataFrame, report: ValidationReport) -> pd
                                df.loc[frac, c].tolist())
         elif str(col.dtype) == "bool":
             df[c] = _coerce_bool(name, c, df[c], report)
+        elif pd.api.types.infer_dtype(df[c], skipna=True) in ("string", "empty"):
+            df[c] = df[c].astype(object).where(df[c].notna(), None)
         else:
             df[c] = df[c].astype("string").astype(object).where(df[c].notna(), None)
     schema = pa.DataFrameSchema(
@@ -342,7 +346,8 @@ def _coerce_numeric(table: str, column: str, s: pd.Series, report: ValidationRep
                    + ("convert to study days since the first infusion (float)"
                       if column in _DAY_COLUMNS or column == "minute" else "store plain numbers"))
         return pd.Series(np.nan, index=s.index, dtype=float)
-    if s.dtype == object and len(s):
+    if s.dtype == object and len(s) and pd.api.types.infer_dtype(s, skipna=True) not in (
+            "string", "floating", "integer", "mixed-integer-float", "empty", "boolean"):
         kinds = s.dropna().map(type)
         odd = kinds.map(lambda k: issubclass(k, (pd.Timestamp, pd.Timedelta))
                         or k.__name__ in ("datetime", "date", "timedelta", "time"))
@@ -351,7 +356,12 @@ def _coerce_numeric(table: str, column: str, s: pd.Series, report: ValidationRep
                        "must be a number, not a date or duration", None)
             s = s.where(~s.index.isin(odd[odd].index), None)
     out = pd.to_numeric(s, errors="coerce")
-    bad = out.isna() & s.notna() & (s.astype(str).str.strip() != "")
+    bad = out.isna() & s.notna()
+    if bad.any():
+        blank = (s[bad].astype(str).str.strip() == "").to_numpy(dtype=bool)
+        flags = bad.to_numpy(dtype=bool).copy()
+        flags[np.flatnonzero(flags)[blank]] = False
+        bad = pd.Series(flags, index=s.index)
     if bad.any():
         report.add(table, column, np.flatnonzero(bad), "must be numeric", s[bad].tolist())
     out = out.astype(float)
@@ -508,7 +518,7 @@ def _check_cross_tables(t: dict[str, pd.DataFrame], report: ValidationReport) ->
     ) and "infusion_number" in infusions:
         known = set(zip(infusions["subject_id"], infusions["infusion_number"], strict=True))
         keys = list(zip(vitals["subject_id"], vitals["infusion_number"], strict=True))
-        orphan = np.array([k not in known for k in keys]) & vitals["subject_id"].isin(ids).to_numpy()
+        orphan = np.array([k not in known for k in keys], dtype=bool) & vitals["subject_id"].isin(ids).to_numpy()
         if orphan.any():
             report.add("vitals", "infusion_number", np.flatnonzero(orphan),
                        "no such infusion in infusions for this subject",

@@ -31,6 +31,15 @@ WARNING = "warning"
 _DAY = pd.Timedelta(days=1)
 
 
+def map_unique(values: pd.Series, func) -> pd.Series:
+    """``values.map(func)`` computed once per distinct value (registries repeat values a lot)."""
+    if values.empty:
+        return values.astype(object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.array([func(u) for u in uniques] + [func(None)], dtype=object)
+    return pd.Series(mapped[codes], index=values.index, dtype=object)
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (recorded in the report so a reader can tell which file was read)."""
     digest = hashlib.sha256()
@@ -210,9 +219,11 @@ def finish_import(
         for name, table in cohort.tables.items():
             keep = [c for c in table.columns if c in _MODEL_COLUMNS]
             leftover = detect_identifiers(table, table=name, exclude=keep)
-            text = [c for c in table.columns if c in _SCREENED_TEXT]
-            if text:
-                by_content = detect_identifiers(table[text], table=name, by_name=False)
+            for c in (c for c in table.columns if c in _SCREENED_TEXT):
+                # Distinct values only: as sensitive as all rows for every pattern (shares of
+                # distinct values are at least as high), and fast on registry-sized tables.
+                distinct = pd.DataFrame({c: pd.Series(table[c].dropna().unique(), dtype=object)})
+                by_content = detect_identifiers(distinct, table=name, by_name=False)
                 leftover = pd.concat([leftover, by_content], ignore_index=True)
             for f in leftover.itertuples(index=False):
                 report.add(name, f.column, None, f"column still looks like an identifier: {f.reason}")
@@ -287,8 +298,12 @@ def read_table_file(
 
     CSV cells are read as text so that nothing (leading zeros, ids) is altered before mapping.
     """
-    if not path.is_file():
-        report.add(label, None, None, f"file not found: {path}")
+    from kanalysis._paths import InputFileError, check_input_file
+
+    try:
+        check_input_file(path, what="file")
+    except InputFileError as err:
+        report.add(label, None, None, str(err).replace(str(path), path.name))
         return None
     kind = format or _FORMATS.get(path.suffix.lower())
     if kind is None:
@@ -302,12 +317,18 @@ def read_table_file(
         if kind in ("csv", "tsv"):
             sep = delimiter or ("\t" if kind == "tsv" else ",")
             enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-            return pd.read_csv(
+            if b"\x00" in path.read_bytes():
+                report.add(label, None, None, f"{path.name} contains NUL bytes: it is binary or "
+                           "corrupt, not a text export")
+                return None
+            frame = pd.read_csv(
                 path, sep=sep, dtype=str, encoding=enc, keep_default_na=False,
                 na_values=["", "NA", "N/A", "NaN", "nan", "NULL", "null", "."],
+                on_bad_lines="error",
             )
+            return _checked_header(frame, path, label, sep, report)
         if kind == "parquet":
-            return pd.read_parquet(path)
+            return _checked_header(pd.read_parquet(path), path, label, None, report)
         if kind == "excel":
             return pd.read_excel(path, sheet_name=0 if sheet is None else sheet, dtype=object)
     except UnicodeDecodeError as err:
@@ -318,11 +339,52 @@ def read_table_file(
             "from Excel on Windows)",
         )
         return None
+    except pd.errors.EmptyDataError:
+        report.add(label, None, None, f"{path.name} is empty (no header line)")
+        return None
+    except pd.errors.ParserError as err:
+        report.add(label, None, None, f"malformed {kind.upper()} in {path.name}: "
+                   f"{str(err).strip()} (a row with more fields than the header, or an unclosed "
+                   "quote)")
+        return None
     except Exception as err:  # any reader failure is reported, the other files still get checked
-        report.add(label, None, None, f"cannot read {path.name} as {kind}: {type(err).__name__}: {err}")
+        first = str(err).splitlines()[0] if str(err) else ""
+        report.add(label, None, None, f"cannot read {path.name} as {kind}: {type(err).__name__}: {first}")
         return None
     report.add(label, None, None, f"unknown format {kind!r}: use csv, tsv, parquet or excel")
     return None
+
+
+def _checked_header(frame: pd.DataFrame, path: Path, label: str, sep: str | None,
+                    report: ValidationReport) -> pd.DataFrame | None:
+    """Refuse duplicated column names (pandas would rename the second `score` to `score.1`) and
+    say so when one column holds another delimiter (a `;` export read with `,`)."""
+    import csv
+
+    names = [str(c) for c in frame.columns]
+    if sep is not None:  # pandas mangles duplicates: read the real header
+        enc = "utf-8-sig"
+        try:
+            with open(path, encoding=enc, errors="replace", newline="") as handle:
+                names = next(csv.reader(handle, delimiter=sep), names)
+        except csv.Error:
+            pass
+    stripped = [n.strip() for n in names]
+    dup = sorted({n for n in stripped if stripped.count(n) > 1})
+    if dup:
+        report.add(label, ", ".join(dup), None,
+                   f"duplicated column name(s) in the header of {path.name}: each column must "
+                   "appear once (which one is the data?)")
+        return None
+    if sep is not None and frame.shape[1] == 1:
+        for other, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"), (",", "comma")):
+            if other != sep and other in names[0]:
+                report.add(label, None, None,
+                           f"{path.name} has a single column whose name contains a {name}: the "
+                           f"file seems to be {name}-separated; set delimiter = "
+                           f"{other!r} in the mapping")
+                return None
+    return frame
 
 
 # --- dates -----------------------------------------------------------------------------------------
@@ -378,7 +440,11 @@ def parse_datetimes(
         return out
     as_objects = values[present]
     # Excel cells can already be datetimes; strings are parsed below.
-    is_dt = as_objects.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat"))
+    if pd.api.types.infer_dtype(as_objects, skipna=True) == "string":
+        is_dt = pd.Series(False, index=as_objects.index)
+    else:
+        is_dt = as_objects.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64))
+                               or hasattr(v, "isoformat"))
     if is_dt.any():
         out.loc[is_dt[is_dt].index] = pd.to_datetime(as_objects[is_dt].astype(object).map(pd.Timestamp))
     text = as_objects[~is_dt].astype(str).str.strip()
@@ -402,7 +468,11 @@ def parse_datetimes(
             )
         out.loc[parsed.index] = parsed
         return out
-    shapes = text.map(_shape)
+    iso = text.str.match(_DATE_SHAPES[0][1].pattern)
+    if bool(iso.all()):  # the usual export: every value ISO, no need to look at each one
+        shapes = pd.Series("YYYY-MM-DD", index=text.index, dtype=object)
+    else:
+        shapes = map_unique(text, lambda v: None if v is None else _shape(v))
     unknown = shapes.isna()
     if unknown.any():
         report.add(
@@ -482,7 +552,7 @@ def to_number(
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.astype(float)
     text = values.astype(object).where(values.notna(), None)
-    cleaned = text.map(lambda v: v.strip().replace(",", ".") if isinstance(v, str) else v)
+    cleaned = map_unique(text, lambda v: v.strip().replace(",", ".") if isinstance(v, str) else v)
     out = pd.to_numeric(cleaned, errors="coerce").astype(float)
     bad = out.isna() & cleaned.notna() & (cleaned.astype(str) != "")
     if bad.any():

@@ -354,9 +354,10 @@ def _subjects(adsl, anchor, subject_variables, report, log, used) -> pd.DataFram
     if dup.any():
         report.add("ADSL", "USUBJID", adsl.index[dup.to_numpy()].tolist(),
                    "duplicated subject rows: ADSL must have one record per subject")
-    arm = _pick(adsl, ["TRT01P", "ARM", "TRT01A", "ACTARM"], used)
+    arm = _pick(adsl, ["TRT01P", "TRT01A", "ARM", "ACTARM"], used)
     if arm is None:
-        report.add("ADSL", "TRT01P", None, "no treatment arm: ADSL needs TRT01P or ARM")
+        report.add("ADSL", "TRT01P", None,
+                   "no treatment arm: ADSL needs TRT01P, TRT01A, ARM or ACTARM")
         s["arm"] = None
     else:
         s["arm"] = adsl[arm].map(lambda v: None if v is None else str(v).strip().lower().replace(" ", "_"))
@@ -388,11 +389,12 @@ def _subjects(adsl, anchor, subject_variables, report, log, used) -> pd.DataFram
             values = values.map(lambda v: {"Y": 1.0, "N": 0.0}.get(str(v).upper(), v) if v is not None else v)
         s[target] = pd.to_numeric(values, errors="coerce")
         log.keep("subjects", target, f"ADSL.{col}", "Y/N -> 1/0" if adsl[col].dtype == object else "copied")
-    missing_cov = [t for t in ("n_failed_trials",) if s[t].isna().all()]
-    for t in missing_cov:
-        report.add("ADSL", None, None,
-                   f"no variable for {t} (sponsor-defined in ADaM; pass subject_variables="
-                   f"{{'{t}': 'VARNAME'}} or --subject-variable {t}=VARNAME)")
+    for t in DEFAULT_SUBJECT_VARIABLES:
+        if s[t].isna().all() and not (subject_variables or {}).get(t):
+            report.add("ADSL", None, None,
+                       f"no ADSL variable for {t} (sponsor-defined in ADaM): left missing; "
+                       f"analyses that need it refuse or use complete cases (add it with "
+                       f"--subject-variable {t}=VARNAME)", severity=WARNING)
     status = _pick(adsl, ["EOSSTT", "DCSREAS"], used)
     start = adsl["USUBJID"].map(anchor)
     if status == "EOSSTT":
@@ -452,9 +454,16 @@ def _assessments(adqs, anchor, scale_map, report, log, used) -> pd.DataFrame:
         log.notes.append(f"ADQS: parameters not mapped to a scale and left out: {', '.join(other)} "
                          "(add them with scale_map / --scale PARAMCD=SCALE)")
     if scale.notna().sum() == 0:
-        report.add("ADQS", "PARAMCD", None,
-                   "no PARAMCD maps to a known scale total; pass scale_map (e.g. {'MADRS': 'MADRS'})",
-                   sorted(paramcd.unique())[:10])
+        before = adqs["PARAMCD"].astype(str).str.upper().map(smap).notna().sum()
+        if before and len(q) < n0:
+            report.add("ADQS", "ANL01FL, DTYPE", None,
+                       f"the analysis flags left no record of a known scale: {before} record(s) "
+                       "of registered scales exist, but none has ANL01FL = 'Y' and an empty DTYPE")
+        else:
+            report.add("ADQS", "PARAMCD", None,
+                       "no PARAMCD maps to a registered scale total; map yours with "
+                       "--scale PARAMCD=SCALE (e.g. --scale MADRS=MADRS)",
+                       sorted(paramcd.unique())[:10])
     q = q[scale.notna()]
     scale = scale[scale.notna()]
     out = pd.DataFrame({"subject_id": _text(q["USUBJID"]), "scale": scale}, index=q.index)
@@ -485,13 +494,35 @@ def _assessments(adqs, anchor, scale_map, report, log, used) -> pd.DataFrame:
         out["visit_number"] = out.groupby(["subject_id", "scale"])["day"].rank(method="first") - 1
     if out["visit"].isna().any():
         out["visit"] = out["visit"].fillna("visit" + out["visit_number"].astype("Int64").astype(str))
-    out["score"] = pd.to_numeric(q["AVAL"], errors="coerce")
+    out["score"] = _scores(q, report)
     log.keep("assessments", "score", "ADQS.AVAL")
     log.keep("assessments", "scale", "ADQS.PARAMCD", "mapped to a registered scale")
     log.keep("assessments", "day", "ADQS.ADTM/ADT/ADY", "study day since first infusion")
     log.keep("assessments", "visit", "ADQS.AVISIT (+ ATPT)", "lower case, spaces removed")
     _check_derived(q, report, used)
     return out.reset_index(drop=True)
+
+
+def _scores(q: pd.DataFrame, report) -> pd.Series:
+    """AVAL as numbers; text such as "<5" (or an AVALC without AVAL) is reported, never dropped
+    silently: the record is kept with a missing score."""
+    aval = q["AVAL"]
+    score = pd.to_numeric(aval, errors="coerce").astype(float)
+    text = aval.notna() & score.isna()
+    if text.any():
+        report.add("ADQS", "AVAL", q.index[text.to_numpy()].tolist(),
+                   "AVAL is not a number (e.g. '<5'): the score is left missing; give the total "
+                   "as a number", sorted(aval[text].astype(str).unique())[:10], severity=WARNING)
+    if "AVALC" in q.columns:
+        only_c = aval.isna() & q["AVALC"].notna()
+        if only_c.any():
+            report.add("ADQS", "AVALC", q.index[only_c.to_numpy()].tolist(),
+                       "AVAL missing but AVALC holds a value: the score is left missing",
+                       sorted(q.loc[only_c, "AVALC"].astype(str).unique())[:10], severity=WARNING)
+    inf = np.isinf(score.to_numpy())
+    if inf.any():
+        report.add("ADQS", "AVAL", q.index[inf].tolist(), "AVAL is infinite")
+    return score
 
 
 def _check_derived(q: pd.DataFrame, report, used) -> None:
@@ -538,8 +569,17 @@ def _infusions(adex, anchor, drug_map, default_duration_min, report, log, used) 
     if not_given.any():
         log.notes.append(f"ADEX: {int(not_given.sum())} record(s) with dose 0 (not given) left out")
     x, dose = x[~not_given], dose[~not_given]
+    if x.empty:
+        report.add("ADEX", dose_var, None,
+                   "no exposure record with a dose > 0: the cohort needs at least one infusion "
+                   "(ADEX records with dose 0 mean 'not given')")
     out = pd.DataFrame({"subject_id": _text(x["USUBJID"])}, index=x.index)
     out["day"] = _study_day(x, anchor, "ASTDTM", "ASTDT", "ASTDY", used)
+    nodays = out["day"].isna()
+    if nodays.any():
+        report.add("ADEX", "ASTDTM", x.index[nodays.to_numpy()].tolist(),
+                   "exposure record has no ASTDTM, ASTDT or ASTDY (or no first-dose date to count "
+                   "from): it cannot be placed in time")
     trt = _pick(x, ["EXTRT", "TRTA", "TRTP"], used)
     route = _pick(x, ["EXROUTE", "ROUTE"], used)
     names = x[trt].astype(str).str.upper() if trt else pd.Series("", index=x.index)
@@ -579,8 +619,8 @@ def _infusions(adex, anchor, drug_map, default_duration_min, report, log, used) 
         log.notes.append(f"ADEX: infusions without an end time given duration {default_duration_min:g} min")
     if duration.isna().any():
         report.add("ADEX", "AENDTM", x.index[duration.isna().to_numpy()].tolist(),
-                   "infusion duration unknown (no AENDTM or EXDUR): pass default_duration_min / "
-                   "--default-duration-min")
+                   "infusion duration unknown (no AENDTM or EXDUR): left missing; add it with "
+                   "--default-duration-min (e.g. 40)", severity=WARNING)
     out["duration_min"] = duration
     phase = _pick(x, ["APHASE", "EPOCH", "APERIODC"], used)
     if phase:
@@ -688,6 +728,10 @@ def _adverse_events(adae, anchor, infusions, report, log, used) -> pd.DataFrame:
     a = adae.copy()
     out = pd.DataFrame({"subject_id": _text(a["USUBJID"])}, index=a.index)
     out["day"] = _study_day(a, anchor, "ASTDTM", "ASTDT", "ASTDY", used)
+    nodays = out["day"].isna()
+    if nodays.any():
+        report.add("ADAE", "ASTDTM", a.index[nodays.to_numpy()].tolist(),
+                   "adverse event has no ASTDTM, ASTDT or ASTDY: it cannot be placed in time")
     term = _pick(a, ["AEDECOD", "AEPT"], used)
     if term is None:
         report.add("ADAE", "AEDECOD", None,

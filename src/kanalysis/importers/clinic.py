@@ -18,6 +18,7 @@ Example
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from kanalysis.importers._common import (
     ImportResult,
     days_between,
     finish_import,
+    map_unique,
     parse_datetimes,
     read_table_file,
     safe_values,
@@ -101,14 +103,16 @@ _TRUE = {"1", "1.0", "true", "yes", "y", "t", "ja"}
 _FALSE = {"0", "0.0", "false", "no", "n", "f", "nei"}
 
 
-def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a mapping file (``.toml``, ``.yaml`` or ``.yml``).
+def read_mapping_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a TOML or YAML mapping file into a dict (no checks); refuse special files."""
+    from kanalysis._paths import InputFileError, check_input_file
 
-    Every problem in the mapping is reported at once in one :class:`ConfigurationError`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigurationError(f"Mapping file {str(path)!r} does not exist.")
+    try:
+        path = check_input_file(path, what="mapping file")
+    except InputFileError as err:
+        raise ConfigurationError(str(err)) from None
+    if path.stat().st_size > 5_000_000:
+        raise ConfigurationError(f"Mapping file {path.name} is larger than 5 MB; not a mapping.")
     text = path.read_bytes()
     try:
         if path.suffix.lower() == ".toml":
@@ -119,14 +123,100 @@ def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
             raise ConfigurationError(
                 f"Mapping file {path.name}: use a .toml, .yaml or .yml file."
             )
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as err:
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
         raise ConfigurationError(f"Mapping file {path.name} cannot be parsed: {err}") from None
-    problems = []
+    except UnicodeDecodeError as err:
+        raise ConfigurationError(f"Mapping file {path.name} is not UTF-8 text ({err.reason} at "
+                                 f"byte {err.start}); save it as UTF-8.") from None
     if not isinstance(mapping, dict):
-        raise ConfigurationError(f"Mapping file {path.name}: the top level must be a table of sections.")
+        raise ConfigurationError(f"Mapping file {path.name}: the top level must be a table of "
+                                 f"sections, got {type(mapping).__name__}.")
+    return mapping
+
+
+_SCALAR = (str, int, float, bool)
+_BOOL_TEXT = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _as_setting_bool(value, where: str, problems: list[str]):
+    """A yes/no setting: TOML/YAML booleans, or the text "true"/"false" (read as what it says)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+        return _BOOL_TEXT[value.strip().lower()]
+    problems.append(f"{where} must be true or false, got {value!r}")
+    return None
+
+
+def _check_settings(where: str, spec: dict, problems: list[str]) -> None:
+    """Types of the per-file settings (shared by [defaults] and the table sections)."""
+    import codecs
+
+    instrument = spec.get("instrument")
+    if "instrument" in spec and not (isinstance(instrument, str) or (
+            isinstance(instrument, list) and instrument
+            and all(isinstance(v, str) for v in instrument))):
+        problems.append(f"{where} `instrument` must name a REDCap form (or, for [subjects], a "
+                        f"list of forms), got {instrument!r}")
+    for key in ("file", "date_format", "encoding", "delimiter", "format"):
+        if key in spec and not isinstance(spec[key], str):
+            problems.append(f"{where} `{key}` must be text, got {type(spec[key]).__name__} "
+                            f"{spec[key]!r}")
+    if isinstance(spec.get("encoding"), str):
+        try:
+            codecs.lookup(spec["encoding"])
+        except LookupError:
+            problems.append(f"{where} unknown encoding {spec['encoding']!r} (e.g. utf-8, "
+                            "cp1252, latin-1)")
+    if isinstance(spec.get("date_format"), str) and "%" not in spec["date_format"]:
+        problems.append(f"{where} date_format {spec['date_format']!r} has no strftime code "
+                        "(e.g. %d.%m.%Y)")
+    if isinstance(spec.get("delimiter"), str) and len(spec["delimiter"]) != 1:
+        problems.append(f"{where} delimiter must be one character (',', ';', '\\t'), got "
+                        f"{spec['delimiter']!r}")
+    if isinstance(spec.get("format"), str) and spec["format"] not in ("csv", "tsv", "parquet",
+                                                                         "excel"):
+        problems.append(f"{where} format must be csv, tsv, parquet or excel, got "
+                        f"{spec['format']!r}")
+    if "sheet" in spec and (isinstance(spec["sheet"], bool)
+                            or not isinstance(spec["sheet"], (str, int))):
+        problems.append(f"{where} `sheet` must be a sheet name or number")
+    for key in ("dayfirst", "pseudonymise_ids"):
+        if key in spec:
+            spec[key] = _as_setting_bool(spec[key], f"{where} `{key}`", problems)
+
+
+def check_mapping(mapping: dict[str, Any], name: str, *, redcap: bool = False) -> dict[str, Any]:
+    """Check a parsed mapping (every problem at once); normalise yes/no settings in place.
+
+    Raises
+    ------
+    ConfigurationError
+        Listing every problem: unknown sections or keys, wrong types (a list where a value
+        belongs, an integer ``date_format``, a text ``where``, a non-numeric ``min_cell_count``),
+        unknown kanalysis columns.
+    """
+    problems: list[str] = []
+    top = _TOP_KEYS | ({"redcap"} if redcap else set())
+    section_keys = _SECTION_KEYS | ({"instrument", "items", "events", "max_missing_items"}
+                                    if redcap else set())
     for key in mapping:
-        if key not in _TOP_KEYS:
-            problems.append(f"unknown section [{key}]; sections are {', '.join(sorted(_TOP_KEYS))}")
+        if key not in top:
+            problems.append(f"unknown section [{key}]; sections are {', '.join(sorted(top))}")
+    for key in ("cohort", "defaults", "redcap"):
+        if key in mapping and not isinstance(mapping[key], dict):
+            problems.append(f"[{key}] must be a table of settings, got "
+                            f"{type(mapping[key]).__name__}")
+    cohort = mapping.get("cohort") if isinstance(mapping.get("cohort"), dict) else {}
+    for key in ("name", "primary_scale", "design"):
+        if key in cohort and not isinstance(cohort[key], str):
+            problems.append(f"[cohort] {key} must be text, got {cohort[key]!r}")
+    if "min_cell_count" in cohort:
+        mcc = cohort["min_cell_count"]
+        if isinstance(mcc, bool) or not isinstance(mcc, int) or mcc < 1:
+            problems.append(f"[cohort] min_cell_count must be a whole number >= 1, got {mcc!r}")
+    if isinstance(mapping.get("defaults"), dict):
+        _check_settings("[defaults]", mapping["defaults"], problems)
     for table in ("assessments", "infusions"):
         if table not in mapping:
             problems.append(f"section [{table}] is required (the cohort needs {table})")
@@ -137,28 +227,55 @@ def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
             problems.append(f"[{table}] must be a table of settings")
             continue
         for key in spec:
-            if key not in _SECTION_KEYS:
-                problems.append(f"[{table}] unknown key {key!r}; keys are {', '.join(sorted(_SECTION_KEYS))}")
-        if "file" not in spec and table != "subjects":
-            problems.append(f"[{table}] needs `file`, the export to read")
+            if key not in section_keys:
+                problems.append(f"[{table}] unknown key {key!r}; keys are {', '.join(sorted(section_keys))}")
+        _check_settings(f"[{table}]", spec, problems)
+        source = "instrument" if redcap else "file"
+        if source not in spec and table != "subjects":
+            problems.append(f"[{table}] needs `{source}`, the "
+                            + ("REDCap instrument (form) to read" if redcap else "export to read"))
+        for key in ("columns", "constants", "values", "where", "scores", "items"):
+            if key in spec and not isinstance(spec[key], dict):
+                problems.append(f"[{table}] `{key}` must be a table (key = value pairs), got "
+                                f"{type(spec[key]).__name__} {spec[key]!r}")
+                spec[key] = {}
         columns = spec.get("columns", {}) or {}
         constants = spec.get("constants", {}) or {}
+        for target, col in columns.items():
+            if not isinstance(col, str):
+                problems.append(f"[{table}.columns] {target} must name one column (text), got "
+                                f"{col!r}")
+        for target, value in constants.items():
+            if not isinstance(value, _SCALAR):
+                problems.append(f"[{table}.constants] {target} must be one value (text or "
+                                f"number), got {type(value).__name__} {value!r}")
         for target in [*columns, *constants]:
             if target not in TARGETS[table]:
                 problems.append(
                     f"[{table}] unknown kanalysis column {target!r}; allowed: "
                     f"{', '.join(TARGETS[table])}"
                 )
+        for column, wanted in (spec.get("where", {}) or {}).items():
+            values = wanted if isinstance(wanted, list) else [wanted]
+            if not values or not all(isinstance(v, _SCALAR) for v in values):
+                problems.append(f"[{table}.where] {column} must be a value or a list of values")
+        if "ignore" in spec and not (isinstance(spec["ignore"], list)
+                                     and all(isinstance(v, str) for v in spec["ignore"])):
+            problems.append(f"[{table}] `ignore` must be a list of column names, e.g. "
+                            f"ignore = [\"Rater\"], got {spec['ignore']!r}")
+            spec["ignore"] = []
         scores = spec.get("scores")
         if scores is not None:
             if table != "assessments":
                 problems.append(f"[{table}] `scores` (one column per scale) is for [assessments] only")
-            elif not isinstance(scores, dict) or not scores:
+            elif not scores:
                 problems.append("[assessments.scores] must map scale names to your columns")
             elif {"scale", "score"} & set(columns):
                 problems.append("[assessments] map either `scale` + `score` (long) or `scores` "
                                 "(one column per scale), not both")
-        if "file" in spec and "subject_id" not in columns:
+            elif not all(isinstance(v, str) for v in scores.values()):
+                problems.append("[assessments.scores] each scale must name one column")
+        if source in spec and "subject_id" not in columns and not redcap:
             problems.append(f"[{table}.columns] must name the subject column (subject_id = ...)")
         when = {"datetime", "date", "day"} & set(columns)
         if table in ("assessments", "infusions", "adverse_events", "clinical_events") and not when:
@@ -168,10 +285,23 @@ def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
         for target, values in (spec.get("values", {}) or {}).items():
             if not isinstance(values, dict):
                 problems.append(f"[{table}.values.{target}] must map your values to kanalysis values")
+            elif not all(isinstance(v, _SCALAR) for v in values.values()):
+                problems.append(f"[{table}.values.{target}] each value must be text or a number")
     if problems:
         raise ConfigurationError(
-            f"Mapping file {path.name} has {len(problems)} problem(s):\n- " + "\n- ".join(problems)
+            f"Mapping file {name} has {len(problems)} problem(s):\n- " + "\n- ".join(problems)
         )
+    return mapping
+
+
+def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a mapping file (``.toml``, ``.yaml`` or ``.yml``).
+
+    Every problem in the mapping is reported at once in one :class:`ConfigurationError`.
+    """
+    path = Path(path)
+    mapping = read_mapping_file(path)
+    check_mapping(mapping, path.name)
     mapping["_base"] = path.parent
     mapping["_name"] = path.name
     return mapping
@@ -321,20 +451,25 @@ def _stage_table(
     table: str, spec: dict, defaults: dict, base: Path, report: ValidationReport, log: ImportLog,
     used_elsewhere: set[str],
 ) -> tuple[pd.DataFrame, pd.Series] | None:
-    path = (base / spec["file"]).resolve() if not Path(spec["file"]).is_absolute() else Path(spec["file"])
-    label = f"{path.name} ({table})"
     setting = {**{k: v for k, v in defaults.items() if k in _SECTION_KEYS}, **spec}
-    raw = read_table_file(
-        path, label=label, report=report, format=setting.get("format"),
-        encoding=setting.get("encoding", "utf-8"), sheet=setting.get("sheet"),
-        delimiter=setting.get("delimiter"),
-    )
-    if raw is None:
-        return None
-    if not any(f["file"] == path.name for f in log.files):
-        log.add_file(path, table, len(raw), raw.shape[1])
+    if "_frame" in spec:  # already read and decoded (REDCap): the file is logged by the caller
+        path = Path(str(spec["file"]))
+        label = f"{spec.get('_label', path.name)} ({table})"
+        raw = spec["_frame"].copy()
     else:
-        next(f for f in log.files if f["file"] == path.name)["role"] += f", {table}"
+        path = (base / spec["file"]).resolve() if not Path(spec["file"]).is_absolute() else Path(spec["file"])
+        label = f"{path.name} ({table})"
+        raw = read_table_file(
+            path, label=label, report=report, format=setting.get("format"),
+            encoding=setting.get("encoding", "utf-8"), sheet=setting.get("sheet"),
+            delimiter=setting.get("delimiter"),
+        )
+        if raw is None:
+            return None
+        if not any(f["file"] == path.name for f in log.files):
+            log.add_file(path, table, len(raw), raw.shape[1])
+        else:
+            next(f for f in log.files if f["file"] == path.name)["role"] += f", {table}"
     raw.columns = [str(c).strip() for c in raw.columns]
     rows_read = len(raw)
 
@@ -415,10 +550,10 @@ def _stage_table(
             log.keep(table, target, f"{path.name}:{source}", "true/false")
         else:
             text = values.astype(object).where(values.notna(), None)
-            text = text.map(_as_text)
+            text = map_unique(text, _as_text)
             if target in recodes:
                 table_map = {str(k): v for k, v in recodes[target].items()}
-                text = text.map(lambda v, m=table_map: m.get(v, v) if v is not None else None)
+                text = map_unique(text, lambda v, m=table_map: m.get(v, v) if v is not None else None)
             out[target] = text
             log.keep(table, target, f"{path.name}:{source}", "recoded" if target in recodes else "copied")
             if target in _CONTENT_CHECKED:
@@ -539,16 +674,46 @@ def _translate_rows(rows, pos: pd.Series):
     return [int(pos.iloc[n]) for n in numbers if 0 <= n < len(pos)]
 
 
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?$")
+
+
+def _clock_seconds(value) -> float | None:
+    """Seconds since midnight of a clock time (HH:MM, HH:MM:SS, 9:10 PM); None if not one.
+
+    Strict on purpose: ``9.55`` (a decimal, not a time), ``10:75`` and ``25:00`` are refused rather
+    than read as some other minute.
+    """
+    if value is None:
+        return None
+    if hasattr(value, "hour") and hasattr(value, "minute"):
+        return value.hour * 3600.0 + value.minute * 60 + getattr(value, "second", 0)
+    m = _CLOCK.match(str(value).strip())
+    if not m:
+        return None
+    hour, minute, second = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    if m.group(4):
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if m.group(4).lower() == "pm" else 0)
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    return hour * 3600.0 + minute * 60 + second
+
+
 def _join_time(date: pd.Series, time: pd.Series, label: str, column: str | None,
                pos: pd.Series, report: ValidationReport) -> pd.Series:
-    text = time.astype(object).where(time.notna(), None).map(
-        lambda v: None if v is None else (v.strftime("%H:%M:%S") if hasattr(v, "strftime") else str(v).strip())
-    )
-    delta = pd.to_timedelta(text.map(lambda v: v if v is None or v.count(":") == 2 else f"{v}:00"), errors="coerce")
-    bad = delta.isna() & text.notna()
+    present = time.notna() & (time.astype(str).str.strip() != "")
+    uniques = pd.unique(time[present].astype(object))
+    lookup = {v: _clock_seconds(v) for v in uniques}
+    seconds = time.astype(object).map(lambda v: lookup.get(v) if v in lookup else None)
+    bad = present & seconds.isna()
     if bad.any():
-        report.add(label, column, sheet_rows(pos[bad]), "clock time must look like HH:MM or HH:MM:SS")
-    return date + delta.fillna(pd.Timedelta(0))
+        report.add(label, column, sheet_rows(pos[bad]),
+                   "clock time must be HH:MM or HH:MM:SS (00:00-23:59) or H:MM AM/PM; "
+                   "values such as 9.55 or 10:75 are not read as times",
+                   safe_values(time[bad]))
+    delta = pd.to_timedelta(seconds.astype(float).fillna(0.0), unit="s")
+    return date + delta
 
 
 def _to_bool(values: pd.Series, label: str, column: str, recode: dict | None,
@@ -600,7 +765,7 @@ def _finish_infusions(inf: pd.DataFrame, when: pd.Series, mapping: dict, report,
 def _finish_assessments(a: pd.DataFrame, report, log) -> pd.DataFrame:
     a = a.copy()
     if "scale" in a:
-        a["scale"] = a["scale"].map(lambda s: _canonical_scale(s))
+        a["scale"] = map_unique(a["scale"], _canonical_scale)
     if "visit_number" not in a and "day" in a:
         a["visit_number"] = (
             a.sort_values(["subject_id", "scale", "day"], kind="stable")
@@ -657,7 +822,7 @@ def _fill_optional_columns(table: str, df: pd.DataFrame, log: ImportLog) -> None
 
     for column, spec in TABLE_SCHEMAS[table]["columns"].items():
         if column not in df.columns and spec.nullable and column != "randomization_day":
-            text = str(spec.dtype).startswith(("str", "object"))
+            text = spec.dtype is None or str(spec.dtype).startswith(("str", "object"))
             df[column] = None if text else np.nan
             log.notes.append(f"{table}: {column} not in the export; left missing")
 
@@ -735,8 +900,11 @@ def _pseudonymise(tables: dict[str, pd.DataFrame], anchor: pd.Series, log: Impor
     ids = set()
     for t in tables.values():
         ids |= set(t["subject_id"].dropna())
-    first = anchor.reindex(sorted(ids))
-    order = sorted(ids, key=lambda s: (pd.isna(first.get(s)), first.get(s) if pd.notna(first.get(s)) else pd.Timestamp(0), str(s)))
+    # By first infusion (subjects without one last), ties by id.
+    frame = pd.DataFrame({"id": sorted(ids, key=str)})
+    frame["first"] = frame["id"].map(anchor)
+    frame["text"] = frame["id"].astype(str)
+    order = frame.sort_values(["first", "text"], na_position="last", kind="stable")["id"].tolist()
     width = max(4, len(str(len(order))))
     key = {orig: f"P{i + 1:0{width}d}" for i, orig in enumerate(order)}
     out = {}
