@@ -28,7 +28,10 @@ synthetic: $(STAMP) ## regenerate the bundled synthetic cohorts in data/syntheti
 test: $(STAMP) ## the fast test suite (what CI runs)
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) -q
 
-test-slow: $(STAMP) ## slow statistical validity studies (coverage, type I error)
+test-slow: $(STAMP) ## slow studies (coverage, type I error) and the JupyterLab browser test
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab,browser]'
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	  { apt-get install -y chromium chromium-driver || sudo apt-get install -y chromium chromium-driver; }
 	$(BIN)/python -m pytest -m slow -q
 
 lint: $(STAMP) ## ruff
@@ -43,8 +46,9 @@ bench: $(STAMP) ## speed benchmark against statsmodels (and R where installed)
 figures: $(STAMP) ## regenerate the paper figures into figures/
 	$(BIN)/kanalysis figures --out figures
 
-lab: $(STAMP) ## open JupyterLab with the project's kernel
+lab: $(STAMP) ## open JupyterLab: notebooks/*.py open as notebooks, kernel "Python 3 (kanalysis)"
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'
+	$(BIN)/python -m kanalysis.runner.lab
 	$(BIN)/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 clean: ## remove generated outputs (not the virtual environment)

@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: py:percent
+#     notebook_metadata_filter: -jupytext.text_representation,-language_info,-widgets
 #   kernelspec:
 #     display_name: Python 3 (kanalysis)
 #     language: python
@@ -33,21 +35,14 @@ privacy: str = "none"  # "strict": no row-level records, small counts suppressed
 min_cell_count: int = 11  # smallest count shown when privacy is strict
 
 # %% [markdown]
-# Check the parameters (papermill injects them without checking), then load and validate the
-# cohort. A bad value stops here with a message naming the parameter.
+# Check the parameters (papermill injects them without checking), load and validate the cohort,
+# and settle the privacy policy (the stricter of `privacy` and the cohort's metadata). A bad value
+# stops here with a message naming the parameter.
 
 # %%
-from IPython.display import display
+from kanalysis.runner import setup_notebook
 
-from kanalysis.plots.style import use_style
-from kanalysis.runner import NotebookReport, notebook_parameters
-
-params = notebook_parameters(globals())
-report = NotebookReport("01_cohort_overview", params)
-cohort = report.load_cohort()
-use_style()
-print(cohort)
-print(f"scale: {report.scale}; privacy: {report.privacy}")
+params, report, cohort = setup_notebook("01_cohort_overview", globals())
 
 # %% [markdown]
 # ## Validation
@@ -60,13 +55,12 @@ print(f"scale: {report.scale}; privacy: {report.privacy}")
 from kanalysis import outcomes, tables
 
 validation = cohort.validate()
-problems = tables.validation_summary(validation, privacy=report.privacy)
-report.save_table(problems, "validation")
+problems = report.apply(tables.validation_summary, validation)
+report.publish(problems, "validation")
 report.record(
     n_validation_errors=int((validation.problems["severity"] == "error").sum()),
     n_validation_warnings=int((validation.problems["severity"] == "warning").sum()),
 )
-display(problems)
 
 # %% [markdown]
 # ## Subject flow
@@ -75,17 +69,13 @@ display(problems)
 # day 0) -> infused (at least one infusion) -> completed or dropped out, with dropout reasons.
 
 # %%
-flow = tables.subject_flow(
-    cohort.subjects,
-    cohort.infusions,
-    cohort.assessments,
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
+flow = report.apply(tables.subject_flow, cohort.subjects, cohort.infusions, cohort.assessments)
+report.publish(
+    flow, "subject_flow", caption="Subject flow by arm.", label="tab:flow", show=False
 )
-report.save_table(flow, "subject_flow", caption="Subject flow by arm.", label="tab:flow")
 flow_wide = flow.pivot(index="stage", columns="group", values="n").loc[flow["stage"].unique()]
 report.record(subject_flow=flow_wide.to_dict(orient="index"))
-display(flow_wide)
+report.show(flow_wide.reset_index())
 
 # %% [markdown]
 # ## Baseline characteristics (Table 1)
@@ -99,18 +89,19 @@ subjects = cohort.subjects.merge(baseline[["subject_id", "baseline"]], on="subje
 subjects = subjects.rename(columns={"baseline": "baseline_score"})
 continuous = {c: h for c, h in tables.DEFAULT_CONTINUOUS.items() if c in subjects.columns}
 continuous["baseline_score"] = "mean_sd"
-table1 = tables.table_one(
+table1 = report.apply(
+    tables.table_one,
     subjects,
     continuous=continuous,
     labels={"baseline_score": f"Baseline {report.scale}"},
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
 )
-table1_display = table1.to_frame()
-report.save_table(
-    table1_display, "table1", caption="Baseline characteristics by arm.", label="tab:table1"
+report.publish(
+    table1.to_frame(),
+    "table1",
+    caption="Baseline characteristics by arm.",
+    label="tab:table1",
 )
-report.save_table(table1.long, "table1_numbers")
+report.publish(table1.long, "table1_numbers", show=False)
 overall = table1.long[table1.long["group"] == "overall"].set_index("variable")
 report.record(
     n_subjects=int(table1.group_sizes["overall"]),
@@ -118,7 +109,6 @@ report.record(
     mean_age=overall.loc["age", "mean"] if "age" in overall.index else None,
     mean_baseline_score=overall.loc["baseline_score", "mean"],
 )
-display(table1_display)
 
 # %% [markdown]
 # ## Schedules
@@ -127,39 +117,25 @@ display(table1_display)
 # infusions by number and arm.
 
 # %%
-assessment_schedule = tables.assessment_schedule(
-    cohort.assessments,
-    cohort.subjects,
-    scale=report.scale,
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
+assessment_schedule = report.apply(
+    tables.assessment_schedule, cohort.assessments, cohort.subjects, scale=report.scale
 )
-report.save_table(assessment_schedule, "assessment_schedule")
+report.publish(assessment_schedule, "assessment_schedule")
 report.record(n_visits=int(assessment_schedule["visit_number"].nunique()))
-display(assessment_schedule)
 
 # %%
-infusion_schedule = tables.infusion_schedule(
-    cohort.infusions,
-    cohort.subjects,
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
-)
-report.save_table(infusion_schedule, "infusion_schedule")
+infusion_schedule = report.apply(tables.infusion_schedule, cohort.infusions, cohort.subjects)
+report.publish(infusion_schedule, "infusion_schedule")
 report.record(max_infusions=int(cohort.infusions["infusion_number"].max()))
-display(infusion_schedule)
 
 # %% [markdown]
 # The schedule at a glance: median study day of each visit (circles) and infusion (triangles).
 
 # %%
-import matplotlib.pyplot as plt
-
 from kanalysis.plots.trajectories import schedule_plot
 
 ax = schedule_plot(assessment_schedule, infusion_schedule)
 report.save_figure(ax.figure, "schedule")
-plt.show()
 
 # %% [markdown]
 # ## Key numbers
@@ -167,5 +143,4 @@ plt.show()
 # Written to this notebook's section of `results.json`.
 
 # %%
-report.write()
-display(report.results)
+report.finish()

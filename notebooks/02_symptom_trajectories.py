@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: py:percent
+#     notebook_metadata_filter: -jupytext.text_representation,-language_info,-widgets
 #   kernelspec:
 #     display_name: Python 3 (kanalysis)
 #     language: python
@@ -34,21 +36,14 @@ privacy: str = "none"  # "strict": no row-level records, small counts suppressed
 min_cell_count: int = 11  # smallest count shown when privacy is strict
 
 # %% [markdown]
-# Check the parameters (papermill injects them without checking), then load and validate the
-# cohort. A bad value stops here with a message naming the parameter.
+# Check the parameters (papermill injects them without checking), load and validate the cohort,
+# and settle the privacy policy (the stricter of `privacy` and the cohort's metadata). A bad value
+# stops here with a message naming the parameter.
 
 # %%
-from IPython.display import display
+from kanalysis.runner import setup_notebook
 
-from kanalysis.plots.style import use_style
-from kanalysis.runner import NotebookReport, notebook_parameters
-
-params = notebook_parameters(globals())
-report = NotebookReport("02_symptom_trajectories", params)
-cohort = report.load_cohort()
-use_style()
-print(cohort)
-print(f"scale: {report.scale}; privacy: {report.privacy}")
+params, report, cohort = setup_notebook("02_symptom_trajectories", globals())
 
 # %% [markdown]
 # ## Individual courses, mean and CI by arm
@@ -58,24 +53,24 @@ print(f"scale: {report.scale}; privacy: {report.privacy}")
 # row-level records) and visits with fewer than `min_cell_count` scores are not summarised.
 
 # %%
-import kanalysis as ka
-from kanalysis import outcomes
+import pandas as pd
+
+from kanalysis import recipes
 from kanalysis.plots import trajectories
 
-data = trajectories.trajectory_data(cohort, report.scale)
-min_count = params.min_cell_count if report.strict else None
-summary = trajectories.visit_summary(data, alpha=params.alpha, min_count=min_count)
-report.save_table(summary, "visit_summary")
-multi_arm = data["arm"].nunique() > 1
-ax = trajectories.spaghetti(
+# The analyses of this notebook, with the run's parameters (also used by the paper figures).
+analysis = recipes.run("trajectories", cohort, params)
+data = analysis.data
+summary = report.apply(trajectories.visit_summary, data, alpha=params.alpha)
+ax = trajectories.spaghetti_plot(
     data,
-    summary=trajectories.visit_summary(data, alpha=params.alpha, label=None, min_count=min_count),
+    summary=report.apply(trajectories.visit_summary, data, alpha=params.alpha, label=None),
     show_individuals=not report.strict,
     xscale="symlog",
     ylabel=report.scale,
 )
 report.save_figure(ax.figure, "spaghetti")
-display(summary)
+report.publish(summary, "visit_summary")
 
 # %% [markdown]
 # ## Linear mixed models: random intercept and slope
@@ -86,39 +81,12 @@ display(summary)
 # that compare the time scales come from maximum-likelihood refits.
 
 # %%
-arm_term = " * C(arm)" if multi_arm else ""
-lmm_fits = {}
-for time_name in ("day", "log_time"):
-    lmm_fits[time_name] = ka.lmm(
-        data,
-        formula=f"score ~ {time_name}{arm_term}",
-        groups="subject_id",
-        re_formula=f"~ 1 + {time_name}",
-    )
-    fixed = lmm_fits[time_name].to_frame()
-    report.save_table(fixed, f"lmm_{time_name}_fixed_effects")
-    report.save_table(lmm_fits[time_name].variance_components(), f"lmm_{time_name}_variances")
-    display(fixed)
-lmm_ml_aic = {
-    name: ka.lmm(
-        data, formula=fit.formula, groups="subject_id", re_formula=f"~ 1 + {name}", reml=False
-    ).aic
-    for name, fit in lmm_fits.items()
-}
-display({f"AIC (ML), {name}": round(aic, 2) for name, aic in lmm_ml_aic.items()})
-report.record(
-    lmm={
-        name: {
-            "formula": fit.formula,
-            "fixed_effects": fit.fe_params.to_dict(),
-            "std_errors": fit.bse.to_dict(),
-            "aic_ml": lmm_ml_aic[name],
-            "llf": fit.llf,
-            "n_obs": fit.n_obs,
-        }
-        for name, fit in lmm_fits.items()
-    }
-)
+for time_name, fit in analysis.lmm.items():
+    report.publish(fit, f"lmm_{time_name}_fixed_effects", record=False)
+    report.publish(fit.variance_components(), f"lmm_{time_name}_variances", show=False)
+aic = analysis.lmm_aic_ml
+report.show(pd.DataFrame({"time scale": list(aic), "AIC (ML)": list(aic.values())}))
+report.record(lmm=analysis.key_numbers()["lmm"])
 
 # %% [markdown]
 # ## MMRM of the change from baseline
@@ -128,38 +96,16 @@ report.record(
 # baseline at its mean (emmeans / SAS default).
 
 # %%
-status = outcomes.responder_status(
-    cohort,
-    report.scale,
-    response_reduction=params.response_reduction,
-    remission_threshold=params.remission_threshold,
-)
-visit_order = status.sort_values("visit_number")["visit"].drop_duplicates().tolist()
-mmrm_formula = "change ~ baseline * C(visit)" + (" + C(arm) * C(visit)" if multi_arm else "")
-mmrm_fit = ka.mmrm(
-    status,
-    formula=mmrm_formula,
-    subject="subject_id",
-    visit="visit",
-    covariance=params.covariance,
-)
-if multi_arm:
-    lsmeans = mmrm_fit.lsmeans(specs="arm", by="visit")
-    contrasts = mmrm_fit.contrast(specs="arm", by="visit", method="pairwise", alpha=params.alpha)
-else:
-    lsmeans = mmrm_fit.lsmeans(specs="visit")
-    lsmeans["arm"] = data["arm"].iloc[0]
-    contrasts = None
-report.save_table(mmrm_fit.to_frame(), "mmrm_fixed_effects")
-report.save_table(lsmeans, "mmrm_lsmeans")
-display(lsmeans)
+model = analysis.mmrm
+report.publish(model.fit, "mmrm_fixed_effects", record=False, show=False)
+report.publish(model.lsmeans, "mmrm_lsmeans")
 
 # %% [markdown]
 # LS-means of the change from baseline with their confidence intervals, by visit and arm.
 
 # %%
 ax = trajectories.lsmeans_plot(
-    lsmeans, order=visit_order, ylabel=f"Change in {report.scale} (LS-mean)"
+    model.lsmeans, order=model.visit_order, ylabel=f"Change in {report.scale} (LS-mean)"
 )
 report.save_figure(ax.figure, "lsmeans")
 
@@ -167,28 +113,12 @@ report.save_figure(ax.figure, "lsmeans")
 # Arm differences of the LS-means by visit (none for a single-arm cohort).
 
 # %%
-last_visit = visit_order[-1]
-last = lsmeans[lsmeans["visit"] == last_visit]
-report.record(
-    mmrm={
-        "formula": mmrm_formula,
-        "covariance": params.covariance,
-        "llf": mmrm_fit.llf,
-        "last_visit": last_visit,
-        "lsmeans_last_visit": dict(zip(last["arm"], last["estimate"], strict=True)),
-    }
-)
-if contrasts is not None:
-    report.save_table(contrasts, "mmrm_contrasts")
-    at_last = contrasts[contrasts["visit"] == last_visit].iloc[0]
-    report.results["mmrm"]["contrast_last_visit"] = {
-        k: at_last[k] for k in ("contrast", "estimate", "std_error", "df", "ci_lower", "ci_upper")
-    }
-    display(contrasts)
+report.record(mmrm=model.key_numbers())
+if model.contrasts is not None:
+    report.publish(model.contrasts, "mmrm_contrasts")
 
 # %% [markdown]
 # ## Key numbers
 
 # %%
-report.write()
-display(report.results)
+report.finish()

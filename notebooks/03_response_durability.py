@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: py:percent
+#     notebook_metadata_filter: -jupytext.text_representation,-language_info,-widgets
 #   kernelspec:
 #     display_name: Python 3 (kanalysis)
 #     language: python
@@ -36,21 +38,14 @@ privacy: str = "none"  # "strict": no row-level records, small counts suppressed
 min_cell_count: int = 11  # smallest count shown when privacy is strict
 
 # %% [markdown]
-# Check the parameters (papermill injects them without checking), then load and validate the
-# cohort. A bad value stops here with a message naming the parameter.
+# Check the parameters (papermill injects them without checking), load and validate the cohort,
+# and settle the privacy policy (the stricter of `privacy` and the cohort's metadata). A bad value
+# stops here with a message naming the parameter.
 
 # %%
-from IPython.display import display
+from kanalysis.runner import setup_notebook
 
-from kanalysis.plots.style import use_style
-from kanalysis.runner import NotebookReport, notebook_parameters
-
-params = notebook_parameters(globals())
-report = NotebookReport("03_response_durability", params)
-cohort = report.load_cohort()
-use_style()
-print(cohort)
-print(f"scale: {report.scale}; privacy: {report.privacy}")
+params, report, cohort = setup_notebook("03_response_durability", globals())
 
 # %% [markdown]
 # ## Response and remission by visit
@@ -59,64 +54,38 @@ print(f"scale: {report.scale}; privacy: {report.privacy}")
 # `min_cell_count`, or whose complement is, are hidden together with their rates.
 
 # %%
-import matplotlib.pyplot as plt
-
-from kanalysis import durability, outcomes, tables
+from kanalysis import recipes, tables
 from kanalysis.plots import durability as durability_plots
 from kanalysis.plots.forest import forest_plot
-from kanalysis.plots.style import control_arm, figure
+from kanalysis.plots.style import figure
 
-conf_level = 1 - params.alpha
-status = outcomes.responder_status(
-    cohort,
-    report.scale,
-    response_reduction=params.response_reduction,
-    remission_threshold=params.remission_threshold,
-)
-visit_order = status.sort_values("visit_number")["visit"].drop_duplicates().tolist()
-rates = {}
+# The analyses of this notebook, with the run's parameters (also used by the paper figures).
+response = recipes.run("response", cohort, params)
+visit_order = [str(v) for v in response.visit_order]
 shown_rates = {}  # what may be published: rates of hidden counts are missing in strict mode
-for outcome in ("response", "remission"):
-    raw = outcomes.response_rates(status, outcome, by=("visit", "arm"), conf_level=conf_level)
-    raw["visit"] = raw["visit"].astype(str)
-    raw = raw.set_index("visit").loc[visit_order].reset_index()
-    rates[outcome] = raw
-    shown = tables.suppress_proportions(
-        raw,
-        "responders",
-        "n",
-        derived=("rate", "lower", "upper"),
-        privacy=report.privacy,
-        min_cell_count=params.min_cell_count,
-    )
-    report.save_table(shown, f"{outcome}_rates")
-    shown_rates[outcome] = shown
-    display(shown)
-min_count = params.min_cell_count if report.strict else None
+for outcome, raw in response.rates.items():
+    raw = raw.assign(visit=raw["visit"].astype(str))
+    rates = {"responders": "n"}  # each count with its denominator
+    shown_rates[outcome] = report.suppressed(raw, count_columns=rates)
+    report.publish(raw, f"{outcome}_rates", count_columns=rates)
 fig, axes = figure("double", aspect=0.35, nrows=1, ncols=2)
 for ax, outcome in zip(axes, ("response", "remission"), strict=True):
-    # In strict mode the suppressed rates are missing and not drawn.
-    plotted = rates[outcome].copy()
-    if report.strict:
-        hidden = tables.suppress_proportions(
-            plotted, "responders", "n", privacy="strict", min_cell_count=params.min_cell_count
-        )["suppressed"].to_numpy()
-        plotted.loc[hidden, ["rate", "lower", "upper"]] = float("nan")
-    durability_plots.response_rate_plot(plotted, ax=ax, ylabel=f"{outcome.title()} (%)")
+    # The suppressed rates are missing, so they are not drawn.
+    durability_plots.response_rate_plot(
+        shown_rates[outcome], ax=ax, ylabel=f"{outcome.title()} (%)"
+    )
     ax.tick_params(axis="x", labelrotation=60)
 report.save_figure(fig, "response_rates")
-plt.show()
 last_visit = visit_order[-1]
 report.record(
     last_visit=last_visit,
-    response_rate_last_visit=shown_rates["response"]
-    .query("visit == @last_visit")
-    .set_index("arm")["rate"]
-    .to_dict(),
-    remission_rate_last_visit=shown_rates["remission"]
-    .query("visit == @last_visit")
-    .set_index("arm")["rate"]
-    .to_dict(),
+    **{
+        f"{outcome}_rate_last_visit": shown_rates[outcome]
+        .query("visit == @last_visit")
+        .set_index("arm")["rate"]
+        .to_dict()
+        for outcome in ("response", "remission")
+    },
 )
 
 # %% [markdown]
@@ -124,17 +93,9 @@ report.record(
 # score CI). Arms named `not_...` (e.g. `not_randomised`) are not compared.
 
 # %%
-arms = sorted(a for a in status["arm"].unique() if not str(a).startswith("not_"))
-control = control_arm(arms)
-differences = []
-for arm in arms:
-    if control is None or arm == control:
-        continue
-    rd = outcomes.risk_difference(status, arm, control, "response", conf_level=conf_level)
-    differences.append(rd)
-    report.save_table(rd, f"response_risk_difference_{arm}")
-    display(rd)
-if not differences:
+for arm, rd in response.risk_differences.items():
+    report.publish(rd, f"response_risk_difference_{arm}")
+if not response.risk_differences:
     print("One arm (or no control arm): no between-arm comparison.")
 
 # %% [markdown]
@@ -144,12 +105,8 @@ if not differences:
 # (randomisation in the maintenance design, else first response) to relapse or censoring.
 
 # %%
-derive_options = {"relapse_rule": params.relapse_rule}
-if params.response_reduction is not None:
-    derive_options["response_reduction"] = params.response_reduction
-if params.relapse_threshold is not None:
-    derive_options["relapse_score"] = params.relapse_threshold
-at_risk_table = durability.derive(cohort, report.scale, **derive_options)
+analysis = recipes.run("durability", cohort, params)
+at_risk_table = analysis.table
 censoring = (
     at_risk_table.assign(outcome=at_risk_table["censor_reason"].fillna("relapse"))
     .groupby(["arm", "outcome"])
@@ -158,62 +115,40 @@ censoring = (
     .reset_index()
     .rename(columns={"arm": "group"})
 )
-censoring = tables.apply_privacy(
-    censoring,
-    "n",
-    index_columns=["outcome"],
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
-)
-report.save_table(censoring, "relapse_outcomes")
-display(censoring)
+censoring = report.apply(tables.apply_privacy, censoring, "n", index_columns=["outcome"])
+report.publish(censoring, "relapse_outcomes")
 
 # %% [markdown]
 # Kaplan-Meier estimates by arm (Greenwood SE, `log` CI as R's default), the median time to
 # relapse with its CI, and survival without relapse at 4 and 8 weeks with the numbers at risk.
 
 # %%
-multi_arm = at_risk_table["arm"].nunique() > 1
-group = "arm" if multi_arm else None
-km = durability.kaplan_meier(at_risk_table, group=group, conf_type="log", conf_level=conf_level)
-medians = km.median()
-landmarks = km.survival_at([28, 56])
-landmarks_shown = tables.suppress_proportions(
-    landmarks,
-    "at_risk",
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
-)
-report.save_table(medians.reset_index(), "km_median")
-report.save_table(landmarks_shown, "km_landmarks")
+km = analysis.km
+report.publish(analysis.medians.reset_index(), "km_median")
+report.publish(analysis.landmarks, "km_landmarks", count_columns=["at_risk"])
+numbers = analysis.key_numbers()
 report.record(
+    relapse_rule=analysis.relapse_rule,
     n_at_risk_of_relapse=report.count(len(at_risk_table)),
     n_relapses=report.count(at_risk_table["event"].sum()),
-    km_median=medians.reset_index().to_dict(orient="records"),
-    km_landmarks=landmarks[[c for c in landmarks.columns if c != "at_risk"]].to_dict(
-        orient="records"
-    ),
+    km_median=numbers["km_median"],
+    km_landmarks=numbers["km_landmarks"],
 )
-display(medians)
-display(landmarks_shown)
 
 # %% [markdown]
 # Kaplan-Meier curves with pointwise CI bands, censoring marks and the numbers at risk beneath
 # (masked below `min_cell_count` in strict mode).
 
 # %%
-ax = durability_plots.km_plot(km, min_count=min_count)
+ax = durability_plots.km_plot(km, min_count=report.min_count)
 report.save_figure(ax.figure, "kaplan_meier")
-plt.show()
 
 # %% [markdown]
 # Cumulative incidence of relapse with dropout as a competing risk (Aalen-Johansen).
 
 # %%
-cif = durability.cumulative_incidence(at_risk_table, status="status", group=group)
-ax = durability_plots.cumulative_incidence_plot(cif)
+ax = durability_plots.cumulative_incidence_plot(analysis.cif)
 report.save_figure(ax.figure, "cumulative_incidence")
-plt.show()
 
 # %% [markdown]
 # Swimmer plot: one lane per subject with response periods, infusions, relapse and censoring.
@@ -225,52 +160,41 @@ if report.strict:
 else:
     ax = durability_plots.swimmer_plot(cohort, at_risk_table, scale=report.scale, max_subjects=40)
     report.save_figure(ax.figure, "swimmer")
-    plt.show()
 
 # %% [markdown]
-# Between arms: log-rank test, Cox proportional-hazards model (Efron ties) and the difference in
-# RMST up to the shortest arm's longest follow-up (so that every arm is observed up to tau).
+# Between arms: log-rank test, Cox proportional-hazards model (Efron ties) against the control
+# arm, and the difference in RMST up to the shortest arm's longest follow-up (so that every arm is
+# observed up to tau).
 
 # %%
-if multi_arm:
-    test = durability.logrank(at_risk_table, group="arm")
-    # The control arm, when there is one, is the reference: hazard ratios read active vs control.
-    reference = control_arm(at_risk_table["arm"].unique())
-    arm_term = f"C(arm, contr.treatment({reference!r}))" if reference is not None else "C(arm)"
-    cox_fit = durability.cox(at_risk_table, arm_term, conf_level=conf_level)
-    tau = float(at_risk_table.groupby("arm")["time"].max().min())
-    rmst = durability.rmst(at_risk_table, tau=tau, group="arm", conf_level=conf_level)
-    report.save_table(cox_fit.to_frame(), "cox")
-    report.save_table(rmst.reset_index(), "rmst")
-    report.record(
-        logrank={"chisq": test.chisq, "df": test.df, "p": test.p},
-        cox=cox_fit.to_frame().to_dict(orient="records"),
-        rmst_tau=tau,
-        rmst=rmst.reset_index().to_dict(orient="records"),
-    )
-    display(test.table)
-    display(cox_fit.to_frame())
-    display(rmst)
-else:
-    print("One arm: no between-arm comparison of durability.")
+if analysis.multi_arm:
+    test = analysis.logrank
+    report.publish(test.table, "logrank")
+    report.record(logrank={"chisq": test.chisq, "df": test.df, "p": test.p})
+    if analysis.cox is not None:
+        report.publish(analysis.cox, "cox", record=False)
+        report.record(cox=numbers["cox"])
+    if analysis.rmst is not None:
+        report.publish(analysis.rmst.reset_index(), "rmst")
+        report.record(rmst_tau=analysis.tau, rmst=numbers["rmst"])
+for note in analysis.notes:
+    print(note)
 
 # %% [markdown]
 # Cox model adjusted for the baseline score, age and the number of failed antidepressant trials,
 # shown as a forest plot of hazard ratios with their CIs (below 1: lower hazard of relapse).
 
 # %%
-covariates = [c for c in ("baseline", "age", "n_failed_trials") if c in at_risk_table.columns]
-terms = ([arm_term] if multi_arm else []) + covariates
-adjusted = durability.cox(at_risk_table, " + ".join(terms), conf_level=conf_level)
-report.save_table(adjusted.to_frame(), "cox_adjusted")
-report.record(cox_adjusted=adjusted.to_frame().to_dict(orient="records"))
-ax = forest_plot(adjusted.to_frame(), xlabel=f"Hazard ratio ({100 * conf_level:g}% CI)")
-report.save_figure(ax.figure, "cox_forest")
-plt.show()
+adjusted = analysis.cox_adjusted
+if adjusted is not None:
+    report.publish(adjusted, "cox_adjusted", record=False)
+    report.record(cox_adjusted=numbers["cox_adjusted"])
+    label = f"Hazard ratio ({100 * analysis.conf_level:g}% CI)"
+    ax = forest_plot(adjusted.to_frame(), xlabel=label)
+    report.save_figure(ax.figure, "cox_forest")
 
 # %% [markdown]
 # ## Key numbers
 
 # %%
-report.write()
-display(report.results)
+report.finish()

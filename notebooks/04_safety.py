@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: py:percent
+#     notebook_metadata_filter: -jupytext.text_representation,-language_info,-widgets
 #   kernelspec:
 #     display_name: Python 3 (kanalysis)
 #     language: python
@@ -35,21 +37,14 @@ privacy: str = "none"  # "strict": no row-level records, small counts suppressed
 min_cell_count: int = 11  # smallest count shown when privacy is strict
 
 # %% [markdown]
-# Check the parameters (papermill injects them without checking), then load and validate the
-# cohort. A bad value stops here with a message naming the parameter.
+# Check the parameters (papermill injects them without checking), load and validate the cohort,
+# and settle the privacy policy (the stricter of `privacy` and the cohort's metadata). A bad value
+# stops here with a message naming the parameter.
 
 # %%
-from IPython.display import display
+from kanalysis.runner import setup_notebook
 
-from kanalysis.plots.style import use_style
-from kanalysis.runner import NotebookReport, notebook_parameters
-
-params = notebook_parameters(globals())
-report = NotebookReport("04_safety", params)
-cohort = report.load_cohort()
-use_style()
-print(cohort)
-print(f"scale: {report.scale}; privacy: {report.privacy}")
+params, report, cohort = setup_notebook("04_safety", globals())
 
 # %% [markdown]
 # ## Within-infusion courses
@@ -57,29 +52,21 @@ print(f"scale: {report.scale}; privacy: {report.privacy}")
 # Mean and CI by minute from infusion start, first infusion, by arm.
 
 # %%
-import matplotlib.pyplot as plt
-
-from kanalysis import safety, tables
-from kanalysis.errors import DataValidationError
+from kanalysis import recipes, tables
 from kanalysis.plots import safety as safety_plots
-from kanalysis.plots.style import control_arm, figure
+from kanalysis.plots.style import figure
 
-if cohort.vitals is None:
-    raise ValueError(
-        "The safety notebook needs the cohort's vitals table (within-infusion monitoring); "
-        f"{params.cohort_path} has none."
-    )
-conf_level = 1 - params.alpha
-min_count = params.min_cell_count if report.strict else None
-course = safety.infusion_course(cohort, by=("arm", "infusion_number"), confidence=conf_level)
-course_shown = tables.suppress_proportions(
-    course,
-    "n",
-    derived=("mean", "sd", "std_error", "lower", "upper"),
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
+if cohort.adverse_events is None:
+    raise ValueError(f"The cohort {params.cohort_path} has no adverse_events table.")
+# Rare adverse-event terms are pooled as "other" in strict mode (a rare label can identify a
+# patient); then the analyses of this notebook, with the run's parameters.
+ae_events = report.apply(tables.pool_rare, cohort.adverse_events, "term")
+analysis = recipes.safety(
+    cohort, **recipes.recipe_options("safety", params), adverse_events=ae_events
 )
-report.save_table(course_shown, "infusion_course")
+course = analysis.course
+course_shown = report.suppressed(course)
+report.publish(course, "infusion_course", show=False)
 variables = [v for v in ("cadss", "sbp", "dbp", "heart_rate") if v in set(course["variable"])]
 n_rows = (len(variables) + 1) // 2
 fig, axes = figure("double", aspect=0.3 * n_rows, nrows=n_rows, ncols=2, squeeze=False)
@@ -87,11 +74,10 @@ for i, ax in enumerate(axes.flat):
     if i >= len(variables):
         ax.remove()
         continue
-    safety_plots.plot_infusion_course(
-        course, variables[i], infusion_number=1, ax=ax, min_count=min_count, legend=i == 1
+    safety_plots.infusion_course_plot(
+        course, variables[i], infusion_number=1, ax=ax, min_count=report.min_count, legend=i == 1
     )
 report.save_figure(fig, "infusion_course")
-plt.show()
 # Mean CADSS at the end of a 40-minute infusion (the first infusion), as reported in trials.
 end_of_infusion = course_shown[
     (course_shown["variable"] == "cadss")
@@ -111,21 +97,12 @@ report.record(
 
 # %%
 exceedance = {}
-for level in ("session", "subject"):
-    raw = safety.exceedances(cohort, level=level, confidence=conf_level)
-    exceedance[level] = raw
+for level, raw in analysis.exceedances.items():
     total = "n_sessions" if level == "session" else raw.columns[1]
-    shown = tables.suppress_proportions(
-        raw,
-        "n_exceeding",
-        total,
-        derived=("proportion", "lower", "upper"),
-        privacy=report.privacy,
-        min_cell_count=params.min_cell_count,
-    )
-    report.save_table(shown, f"exceedances_{level}")
-    exceedance[level] = shown  # proportions of hidden counts are missing in strict mode
-    display(shown)
+    counts = {"n_exceeding": total}  # the count and its denominator
+    report.publish(raw, f"exceedances_{level}", count_columns=counts)
+    # Proportions of hidden counts are missing in strict mode.
+    exceedance[level] = report.suppressed(raw, count_columns=counts)
 report.record(
     exceedance_proportion_sessions=exceedance["session"].set_index("arm")["proportion"].to_dict(),
     exceedance_proportion_subjects=exceedance["subject"].set_index("arm")["proportion"].to_dict(),
@@ -137,30 +114,10 @@ report.record(
 # Subjects with at least one event of each term, by arm, with exact CIs, and events per infusion.
 
 # %%
-if cohort.adverse_events is None:
-    raise ValueError(f"The cohort {params.cohort_path} has no adverse_events table.")
-ae_events = tables.pool_rare(
-    cohort.adverse_events, "term", privacy=report.privacy, min_cell_count=params.min_cell_count
-)
-ae_cohort = cohort.__class__(
-    subjects=cohort.subjects,
-    assessments=cohort.assessments,
-    infusions=cohort.infusions,
-    vitals=cohort.vitals,
-    adverse_events=ae_events,
-    clinical_events=cohort.clinical_events,
-    metadata=cohort.metadata,
-)
-incidence = safety.ae_incidence(ae_cohort, confidence=conf_level)
-incidence_shown = tables.suppress_proportions(
-    incidence,
-    "n_with_event",
-    "n_subjects",
-    derived=("proportion", "lower", "upper"),
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
-)
-report.save_table(incidence_shown, "ae_incidence")
+incidence = analysis.incidence
+ae_counts = {"n_with_event": "n_subjects"}
+incidence_shown = report.suppressed(incidence, count_columns=ae_counts)
+report.publish(incidence, "ae_incidence", count_columns=ae_counts)
 report.record(
     ae_proportion={
         f"{t}|{a}": p
@@ -172,45 +129,34 @@ report.record(
         )
     }
 )
-display(incidence_shown)
 
 # %% [markdown]
 # The AE dot plot: incidence by arm and the risk difference with its Newcombe CI (active arm vs
 # control). With one arm, the incidence alone.
 
 # %%
-arms = sorted(incidence["arm"].unique())
-control = control_arm(arms)
-active = [a for a in arms if a != control]
-if control is not None and active:
-    risk_difference = safety.ae_risk_difference(
-        incidence, active[0], control, confidence=conf_level
-    )
-    report.save_table(
-        tables.suppress_proportions(
-            risk_difference,
-            "n_with_event_treatment",
-            "n_subjects_treatment",
-            derived=("proportion_treatment", "risk_difference", "lower", "upper"),
-            privacy=report.privacy,
-            min_cell_count=params.min_cell_count,
-        ),
+if analysis.risk_difference is not None:
+    report.publish(
+        analysis.risk_difference,
         "ae_risk_difference",
+        count_columns={
+            "n_with_event_treatment": "n_subjects_treatment",
+            "n_with_event_control": "n_subjects_control",
+        },
     )
-    axes = safety_plots.plot_ae_dotplot(
+    axes = safety_plots.ae_dot_plot(
         incidence,
-        active[0],
-        control,
-        risk_difference=risk_difference,
-        min_count=min_count,
-        confidence=conf_level,
+        analysis.active[0],
+        analysis.control,
+        risk_difference=analysis.risk_difference,
+        min_count=report.min_count,
+        conf_level=analysis.conf_level,
     )
     fig = axes.flat[0].figure
 else:
-    ax = safety_plots.plot_ae_incidence(incidence, min_count=min_count)
+    ax = safety_plots.ae_incidence_plot(incidence, min_count=report.min_count)
     fig = ax.figure
 report.save_figure(fig, "ae_dotplot")
-plt.show()
 
 # %% [markdown]
 # ## Across repeated infusions
@@ -219,13 +165,9 @@ plt.show()
 # for cohorts with more than one infusion per subject.
 
 # %%
-if cohort.infusions["infusion_number"].max() > 1:
-    trend = safety.infusion_trend(cohort, "peak_cadss")
-    report.save_table(trend.to_frame(), "cadss_trend")
-    report.record(cadss_trend=trend.to_frame().to_dict(orient="records"))
-    display(trend.to_frame())
-else:
-    print("One infusion per subject: no trend over infusions.")
+if analysis.trend is not None:
+    report.publish(analysis.trend, "cadss_trend", record=False)
+    report.record(cadss_trend=analysis.trend.to_frame().to_dict(orient="records"))
 
 # %% [markdown]
 # ## Dissociation and response
@@ -233,35 +175,22 @@ else:
 # Change in the depression score regressed on the peak CADSS of the first infusion, adjusted for
 # the baseline score (OLS with CI). The outcome is the 24-h rating after a single infusion, and the
 # first rating at least 24 h after the last induction infusion (within 7 days) after a course.
+# Some designs have no rating at the target time (a clinic registry rates at infusions and monthly
+# check-ins): the report then says so instead of failing.
 
 # %%
-induction = cohort.infusions[cohort.infusions["phase"] == "induction"]
-if induction.groupby("subject_id")["infusion_number"].max().max() > 1:
-    timepoint = {"day": "end_of_induction", "window": 7.0}
+dissociation = analysis.dissociation
+report.record(dissociation_timepoint=analysis.dissociation_timepoint)
+if dissociation is not None:
+    report.publish(dissociation, "dissociation_response", record=False)
+    report.record(dissociation_response=dissociation.to_frame().to_dict(orient="records"))
 else:
-    timepoint = {"day": 1.0, "window": 0.5}
-try:
-    dissociation = safety.dissociation_response(
-        cohort, scale=report.scale, confidence=conf_level, **timepoint
-    )
-except DataValidationError as err:
-    # Some designs have no rating at the target time (a clinic registry rates at infusions and
-    # monthly check-ins): the report says so instead of failing.
-    print(f"Dissociation and response is not estimable on this cohort: {err}")
-    report.record(
-        dissociation_timepoint=timepoint, dissociation_response=None, dissociation_note=str(err)
-    )
-else:
-    report.save_table(dissociation.to_frame(), "dissociation_response")
-    report.record(
-        dissociation_timepoint=timepoint,
-        dissociation_response=dissociation.to_frame().to_dict(orient="records"),
-    )
-    display(dissociation.to_frame())
+    report.record(dissociation_response=None)
+for note in analysis.notes:
+    print(note)
 
 # %% [markdown]
 # ## Key numbers
 
 # %%
-report.write()
-display(report.results)
+report.finish()

@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: py:percent
+#     notebook_metadata_filter: -jupytext.text_representation,-language_info,-widgets
 #   kernelspec:
 #     display_name: Python 3 (kanalysis)
 #     language: python
@@ -37,32 +39,26 @@ min_cell_count: int = 11  # smallest count shown when privacy is strict
 durability_cohort_path: str = "data/synthetic/maintenance"  # cohort of the durability figure
 
 # %% [markdown]
-# Check the parameters (papermill injects them without checking), then load and validate the
-# cohort. A bad value stops here with a message naming the parameter.
+# Check the parameters (papermill injects them without checking), load and validate the cohort,
+# and settle the privacy policy (the stricter of `privacy` and the cohort's metadata). A bad value
+# stops here with a message naming the parameter.
 
 # %%
-from IPython.display import display
+from kanalysis.runner import setup_notebook
 
-from kanalysis.plots.style import use_style
-from kanalysis.runner import NotebookReport, notebook_parameters
-
-params = notebook_parameters(globals())
-report = NotebookReport("05_paper_figures", params)
-cohort = report.load_cohort()
-use_style()
-print(cohort)
-print(f"scale: {report.scale}; privacy: {report.privacy}")
+params, report, cohort = setup_notebook("05_paper_figures", globals())
 
 # %%
 from pathlib import Path
 
-from IPython.display import Image
+from IPython.display import Image, display
 
 from kanalysis import figures
 from kanalysis.runner import sha256_file
 
 paper_dir = Path(params.output_dir) / "figures" / "paper"
-written = figures.build_paper_figures(
+written = report.apply(
+    figures.build_paper_figures,
     cohort_path=params.cohort_path,
     durability_cohort_path=durability_cohort_path,
     out=paper_dir,
@@ -70,14 +66,12 @@ written = figures.build_paper_figures(
     scale=params.scale,
     covariance=params.covariance,
     alpha=params.alpha,
-    privacy=report.privacy,
-    min_cell_count=params.min_cell_count,
 )
 report.record(
     files={path.name: sha256_file(path) for path in written},
     n_files=len(written),
 )
-print(f"{len(written)} files in {paper_dir}")
+print(f"{len(written)} files in figures/paper/ of the run folder")
 
 # %% [markdown]
 # ## The figures (double-column versions)
@@ -95,11 +89,10 @@ for name in figures.FIGURES:
 # %%
 import pandas as pd
 
-display(pd.read_csv(paper_dir / "table1.csv"))
+report.show(pd.read_csv(paper_dir / "table1.csv"))
 
 # %% [markdown]
 # ## Key numbers
 
 # %%
-report.write()
-display(report.results)
+report.finish()

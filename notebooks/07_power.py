@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: py:percent
+#     notebook_metadata_filter: -jupytext.text_representation,-language_info,-widgets
 #   kernelspec:
 #     display_name: Python 3 (kanalysis)
 #     language: python

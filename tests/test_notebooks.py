@@ -3,12 +3,14 @@ direct library calls on the same data, so a notebook cannot silently show someth
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 import jupytext
 import pytest
+from privacy_scan import scan_small_counts
 
 import kanalysis as ka
 from kanalysis import durability, outcomes, runner, safety
@@ -27,10 +29,12 @@ def _approx(value):
 
 
 def _run(tmp_path, name, **kwargs):
+    """Run one notebook with its defaults, and check its report is one people can read."""
     result = runner.run_notebooks(
         [name], out=tmp_path, run_id="run", progress=False, html=True, **kwargs
     )
     assert result.ok
+    _check_readable_report(result.run_dir, tmp_path)
     manifest = json.loads(result.manifest_path.read_text())
     return result, result.results[name], manifest
 
@@ -162,6 +166,22 @@ def test_02_symptom_trajectories(tmp_path):
     assert res["mmrm"]["contrast_last_visit"]["estimate"] == _approx(last["estimate"])
     assert res["mmrm"]["contrast_last_visit"]["df"] == _approx(last["df"])
     assert res["mmrm"]["last_visit"] == "day14"
+    run_dir = result.run_dir
+    nb = json.loads((run_dir / "notebooks" / "02_symptom_trajectories.ipynb").read_text())
+    # LS-means in visit order, p-values readable, full precision kept in the CSV.
+    shown = "\n".join(
+        "".join(o["data"]["text/html"])
+        for c in nb["cells"]
+        for o in c.get("outputs", [])
+        if "text/html" in o.get("data", {})
+    )
+    visits = ["40min", "4h", "24h", "day3", "day7", "day14"]
+    lsmeans = (run_dir / "tables" / "02_symptom_trajectories_mmrm_lsmeans.csv").read_text()
+    positions = [lsmeans.index(f",{v},") for v in visits]
+    assert positions == sorted(positions), "LS-means not in visit order"
+    assert re.search(r"<td>(<|&lt;)0\.001</td>|<td>0\.\d{3}</td>", shown)
+    assert not re.search(r"\d\.\d{6}", shown), "a table shows 6 decimals"
+    assert re.search(r"\d\.\d{7,}", lsmeans), "the CSV lost precision"
     figures = {p.name for p in (result.run_dir / "figures").iterdir()}
     for stem in ("spaghetti", "lsmeans"):
         for fmt in ("pdf", "svg", "png"):
@@ -223,29 +243,106 @@ def test_05_paper_figures_match_make_figures(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Reports people read
+# ---------------------------------------------------------------------------------------------
+def _image_outputs(nb_path: Path) -> int:
+    nb = json.loads(nb_path.read_text())
+    return sum(
+        1
+        for cell in nb["cells"]
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+    )
+
+
+def _check_every_figure_is_displayed(run_dir: Path) -> None:
+    figures = run_dir / "figures"
+    for nb_path in sorted((run_dir / "notebooks").glob("*.ipynb")):
+        name = nb_path.stem
+        if name == "05_paper_figures":
+            saved = {p.stem for p in (figures / "paper").glob("*_double.png")}
+        else:
+            saved = {p.stem for p in figures.glob(f"{name}_*.png")}
+        assert saved, f"{name} saved no figure"
+        assert _image_outputs(nb_path) == len(saved), (name, sorted(saved))
+
+
+def _check_readable_report(run_dir: Path, tmp_path: Path) -> None:
+    """No code in the HTML, every saved figure displayed once, readable numbers, no machine path,
+    group-readable files."""
+    _check_every_figure_is_displayed(run_dir)
+    for html in (run_dir / "html").glob("*.html"):
+        text = html.read_text()
+        assert "setup_notebook" not in text and "report.publish" not in text, html.name
+        assert not re.search(r"<td>-?\d+\.\d{6,}</td>", text), f"{html.name}: 6 decimals"
+    index = (run_dir / "index.html").read_text()
+    for nb in (run_dir / "notebooks").glob("*.ipynb"):
+        assert f'href="html/{nb.stem}.html"' in index
+    assert 'href="manifest.json"' in index and "Key numbers" in index
+    for path in run_dir.rglob("*"):
+        if path.is_file() and path.suffix in {".ipynb", ".html", ".json", ".csv", ".tex", ".svg"}:
+            text = path.read_text(errors="ignore")
+            for machine in {str(ROOT), str(tmp_path), str(Path.home())} - {"/"}:
+                assert machine not in text, f"{path.relative_to(run_dir)} names {machine}"
+            assert "without encryption" not in text
+            assert "np.float64(" not in text, path.name
+        if path.is_file():
+            assert path.stat().st_mode & 0o040, f"{path.name} is not group-readable"
+
+
+
+# ---------------------------------------------------------------------------------------------
 # Strict privacy
 # ---------------------------------------------------------------------------------------------
-SUBJECT_ID = re.compile(r"\bS\d{4}\b")
+#: The notebooks that read the cohort (07 simulates trials and reads no patient data).
+PATIENT_DATA_NOTEBOOKS = [name for name in runner.NOTEBOOKS if not name.startswith("07")]
 
 
-def test_strict_run_shows_no_row_level_records(tmp_path):
+@pytest.fixture(scope="module")
+def small_cohort(tmp_path_factory):
+    """A maintenance-design cohort of 48 subjects: most cells are small."""
+    from kanalysis import synthetic
+
+    folder = tmp_path_factory.mktemp("small") / "cohort"
+    cohort = synthetic.generate("maintenance", n_subjects=48, seed=3)
+    if cohort.clinical_events is not None and cohort.clinical_events.empty:
+        cohort = dataclasses.replace(cohort, clinical_events=None)  # no empty optional table
+    synthetic.write(cohort, folder)
+    return folder
+
+
+def test_scanner_finds_small_counts(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "t.csv").write_text("arm,n,mean\nketamine,7,3.5\nplacebo,40,2.5\n")
+    (tmp_path / "f.svg").write_text("<svg><text x='1'>ketamine (n = 4)</text></svg>")
+    (tmp_path / "p.html").write_text("<table><tr><th>level</th><th>ketamine</th></tr>"
+                                     "<tr><td>female</td><td>5 (20.0%)</td></tr></table>")
+    (tmp_path / "results.json").write_text('{"01": {"n_by_arm": {"a": 3, "b": 50}, "x": 2.0}}')
+    leaks = "\n".join(scan_small_counts(tmp_path, 11))
+    for found in ("t.csv: n=7", "f.svg: n = 4", "p.html: ketamine=5 (20.0%)",
+                  "results.json/01: n_by_arm=3"):
+        assert found in leaks
+    assert "n=40" not in leaks and "x=2.0" not in leaks
+
+
+def test_cohort_metadata_makes_the_run_stricter(tmp_path, small_cohort):
+    """privacy "STRICT" and min_cell_count 30 only in metadata.json: the run follows them."""
+    import shutil
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(small_cohort, cohort)
+    meta = json.loads((cohort / "metadata.json").read_text())
+    meta.update(privacy="STRICT", min_cell_count=30)
+    (cohort / "metadata.json").write_text(json.dumps(meta))
+    # Compound symmetry: an unstructured MMRM is over-parameterised on 48 subjects.
     result = runner.run_notebooks(
-        ["01", "02", "03", "04"],
-        cohort=SINGLE,
-        privacy="strict",
-        out=tmp_path,
-        run_id="strict",
-        progress=False,
+        PATIENT_DATA_NOTEBOOKS, cohort=cohort, out=tmp_path / "out", run_id="meta",
+        progress=False, parameters={"covariance": "cs"},
     )
     run_dir = result.run_dir
-    leaks = []
-    for path in run_dir.rglob("*"):
-        if path.is_file() and path.suffix in {".ipynb", ".html", ".csv", ".tex", ".json", ".svg"}:
-            if SUBJECT_ID.search(path.read_text(errors="ignore")):
-                leaks.append(path.name)
-    assert not leaks, f"subject ids in {leaks}"
+    leaks = scan_small_counts(run_dir, 30)
+    assert not leaks, "\n".join(leaks[:40])
     assert not (run_dir / "figures" / "03_response_durability_swimmer.svg").exists()
-    flow = (run_dir / "tables" / "01_cohort_overview_subject_flow.csv").read_text()
-    assert "<11" in flow  # 1 ketamine subject dropped out: hidden
     results = result.results
-    assert all(results[name]["privacy"] == "strict" for name in results if name[:2].isdigit())
+    assert {results[n]["min_cell_count"] for n in results if n[:2].isdigit()} == {30}
+    assert "&lt;30" in (run_dir / "html" / "01_cohort_overview.html").read_text()

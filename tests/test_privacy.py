@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from privacy_scan import scan_small_counts
 
 from kanalysis.errors import ConfigurationError
 from kanalysis.privacy import (
@@ -258,6 +259,67 @@ def test_privacy_policy():
     assert not PrivacyPolicy.from_metadata({"source": "synthetic"}).strict
     assert PrivacyPolicy.from_metadata({"privacy": "strict", "min_cell_count": 5}).min_cell_count == 5
     assert PrivacyPolicy.from_metadata({"privacy": "none"}, override="strict").strict
+    assert PrivacyPolicy("STRICT").mode == "strict"
+
+
+@pytest.mark.parametrize(
+    ("privacy", "threshold", "metadata", "expected"),
+    [
+        ("none", 11, {"privacy": "STRICT"}, ("strict", 11)),
+        ("strict", 11, {"privacy": "none"}, ("strict", 11)),
+        ("none", 11, {"privacy": "none", "min_cell_count": 30}, ("none", 30)),
+        ("Strict", 20, {"privacy": "strict", "min_cell_count": 5}, ("strict", 20)),
+        ("none", 11, {"source": "synthetic"}, ("none", 11)),
+        ("none", 11, {"source": "clinic"}, ("strict", 11)),
+        ("none", 11, None, ("none", 11)),
+        (None, None, {"privacy": "strict", "min_cell_count": 30.0}, ("strict", 30)),
+    ],
+)
+def test_policy_resolves_to_the_stricter_setting(privacy, threshold, metadata, expected):
+    policy = PrivacyPolicy.resolve(privacy, threshold, metadata)
+    assert (policy.mode, policy.min_cell_count) == expected
+
+
+@pytest.mark.parametrize(
+    ("privacy", "threshold", "metadata", "match"),
+    [
+        ("lenient", 11, {}, "parameter `privacy`.*'lenient'"),
+        ("none", 11, {"privacy": "private"}, "metadata.json.*'private'"),
+        ("none", 11, {"min_cell_count": "eleven"}, "metadata.json.*min_cell_count"),
+        ("none", 0, {}, "parameter `min_cell_count`"),
+        ("none", 11, ["strict"], "metadata.json must hold an object"),
+    ],
+)
+def test_policy_rejects_unknown_values(privacy, threshold, metadata, match):
+    with pytest.raises(ConfigurationError, match=match):
+        PrivacyPolicy.resolve(privacy, threshold, metadata)
+
+
+def test_policy_apply_suppresses_counts_their_complements_and_derived_values():
+    table = pd.DataFrame({
+        "visit": ["day1", "day1", "day7", "day7"],
+        "arm": ["a", "b", "a", "b"],
+        "responders": [4, 30, 25, 20],
+        "n": [40, 35, 40, 9],
+        "rate": [0.1, 30 / 35, 25 / 40, 20 / 9],
+        "day": [1.0, 1.0, 7.0, 7.0],
+    })
+    policy = PrivacyPolicy("strict", 11)
+    out = policy.apply(table, {"responders": "n"})
+    # 4 is small; 35 - 30 = 5 gives a small complement; n = 9 is a small denominator.
+    assert out["responders"].tolist() == ["<11", "<11", 25, "<11"]
+    assert out["n"].tolist() == [40, 35, 40, "<11"]
+    assert out["rate"].isna().tolist() == [True, True, False, True]
+    assert out["day"].tolist() == [1.0, 1.0, 7.0, 7.0]  # coordinates stay
+    assert table["responders"].tolist() == [4, 30, 25, 20]  # input unchanged
+    assert PrivacyPolicy("none").apply(table, {"responders": "n"}).equals(table)
+    # Several counts in a row: secondary suppression within the row.
+    wide = pd.DataFrame({"n_mild": [3, 40], "n_severe": [30, 50]})
+    assert policy.apply(wide, ["n_mild", "n_severe"]).iloc[0].tolist() == ["<11", "<11"]
+
+
+def test_privacy_policy_suppress_collapse_and_row_level():
+    strict = PrivacyPolicy()
     t = pd.DataFrame({"a": [3, 40]})
     assert PrivacyPolicy("none").suppress(t, ["a"]).equals(t)
     assert strict.suppress(t, ["a"])["a"].tolist() == ["<11", "<11"]
@@ -408,7 +470,8 @@ def _scan_outputs(out: Path, planted: dict[str, list[str]], pseudonyms: list[str
 
 @pytest.mark.notebooks
 def test_planted_identifiers_never_reach_strict_outputs(tmp_path, synthetic_dir):
-    """Plant identifiers and rare categories, import, run every notebook strict, scan every file."""
+    """Plant identifiers and rare categories, import, run every notebook strict (by the
+    parameter), scan every file for identifiers and for small counts."""
     from kanalysis.importers import import_clinic
 
     raw = tmp_path / "raw"
@@ -437,6 +500,9 @@ def test_planted_identifiers_never_reach_strict_outputs(tmp_path, synthetic_dir)
 
     leaks = _scan_outputs(out, planted, pseudonyms)
     assert not leaks, "identifiers in strict outputs:\n" + "\n".join(sorted(set(leaks))[:60])
+    # ... and no count below the threshold in any table, figure text, results.json or page.
+    small = scan_small_counts(out / "planted", 11)
+    assert not small, "small counts in strict outputs:\n" + "\n".join(small[:60])
 
 
 def test_planted_export_import_drops_every_identifier(tmp_path, synthetic_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -197,9 +198,10 @@ def test_unknown_parameter_is_an_error_before_running(tiny_dir, tmp_path, repo_r
 
 def test_cli_run_exit_codes(tiny_dir, tmp_path, repo_root, monkeypatch):
     from kanalysis import cli
+    from kanalysis.runner import execute
 
     monkeypatch.setattr(
-        runner,
+        execute,
         "find_notebooks",
         lambda names, notebook_dir=None, _f=runner.find_notebooks: _f(names, tiny_dir),
     )
@@ -312,3 +314,107 @@ def test_notebook_parameters_reads_the_common_parameters_from_a_namespace(tmp_pa
     namespace["covariance"] = "banana"
     with pytest.raises(ConfigurationError, match="covariance"):
         notebook_parameters(namespace)
+
+
+# --- bad input to `kanalysis run`: a clear message, a non-zero exit, nothing changed -----------
+def _cli_run(monkeypatch, tiny_dir, capsys, *args):
+    from kanalysis import cli
+    from kanalysis.runner import execute
+
+    monkeypatch.setattr(
+        execute,
+        "find_notebooks",
+        lambda names, notebook_dir=None, _f=runner.find_notebooks: _f(names, tiny_dir),
+    )
+    code = cli.main(["run", "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--notebooks", ","], "No notebook selected"),
+        (["--notebooks", ""], "No notebook selected"),
+        (["--notebooks", "99"], "is not one of"),
+        (["--notebooks", "tiny,nonesuch"], "'nonesuch' is not one of"),
+        (["-p", "alpha", "banana"], "alpha"),
+        (["-p", "privacy", "lenient"], "privacy"),
+        (["-p", "min_cell_count", "0"], "min_cell_count"),
+        (["--privacy", "loose"], "privacy"),
+        (["--run-id", "../escape"], "run_id"),
+        (["--cohort", "no/such/cohort"], "no such cohort folder"),
+    ],
+)
+def test_run_rejects_bad_input(monkeypatch, tiny_dir, tmp_path, capsys, args, match):
+    out = tmp_path / "out"
+    code, err = _cli_run(monkeypatch, tiny_dir, capsys, "--out", str(out), "--run-id", "r",
+                         *args)
+    assert code != 0
+    assert re.search(match, err), err
+    assert not out.exists(), "a rejected run wrote something"
+
+
+def test_run_out_onto_a_file_or_an_unwritable_place(monkeypatch, tiny_dir, tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("my notes")
+    code, err = _cli_run(monkeypatch, tiny_dir, capsys, "--out", str(target))
+    assert code != 0 and "is a file" in err
+    assert target.read_text() == "my notes"
+    code, err = _cli_run(monkeypatch, tiny_dir, capsys, "--out", str(target / "sub"))
+    assert code != 0 and "is a file" in err
+    # /proc refuses new folders even for root, so this holds whoever runs the tests.
+    code, err = _cli_run(monkeypatch, tiny_dir, capsys, "--out", "/proc/kanalysis-test")
+    assert code != 0 and ("cannot write" in err or "Cannot create" in err)
+
+
+def test_run_never_replaces_an_existing_folder_or_writes_into_an_input(
+    monkeypatch, tiny_dir, tmp_path, capsys, repo_root
+):
+    foreign = tmp_path / "out" / "r"
+    foreign.mkdir(parents=True)
+    (foreign / "thesis.tex").write_text("chapter 1")
+    before = _tree(tmp_path / "out")
+    code, err = _cli_run(monkeypatch, tiny_dir, capsys, "--out", str(tmp_path / "out"),
+                         "--run-id", "r")
+    assert code != 0 and "already exists" in err
+    assert _tree(tmp_path / "out") == before
+    # An output inside the cohort folder is refused.
+    import shutil
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(repo_root / "data/synthetic/single", cohort)
+    before = _tree(cohort)
+    code, err = _cli_run(monkeypatch, tiny_dir, capsys, "--cohort", str(cohort), "--out",
+                         str(cohort / "reports"))
+    assert code != 0 and "input" in err
+    assert _tree(cohort) == before
+
+
+def test_run_folder_layout_for_readers(tiny_dir, tmp_path, repo_root):
+    """index.html links every notebook, HTML has no code by default (kept with with_code), the
+    run is marked as kanalysis's, files are group-readable, and no absolute path is written."""
+    result = runner.run_notebooks(None, notebook_dir=tiny_dir, out=tmp_path, run_id="a",
+                                  progress=False, cwd=repo_root)
+    run_dir = result.run_dir
+    index = (run_dir / "index.html").read_text()
+    assert 'href="html/01_tiny.html"' in index and 'href="manifest.json"' in index
+    assert "answer" in index and "42" in index  # the key numbers
+    html = (run_dir / "html" / "01_tiny.html").read_text()
+    assert "report.record" not in re.sub(r"<[^>]+>", "", html)
+    assert (run_dir / ".kanalysis-run.json").is_file()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode & 0o044 == 0o044, path.name
+            if path.suffix in {".json", ".html", ".ipynb"}:
+                assert str(tmp_path) not in path.read_text(), path.name
+    coded = runner.run_notebooks(None, notebook_dir=tiny_dir, out=tmp_path, run_id="b",
+                                 progress=False, cwd=repo_root, with_code=True)
+    coded_html = (coded.run_dir / "html" / "01_tiny.html").read_text()
+    assert "report.record" in re.sub(r"<[^>]+>", "", coded_html)

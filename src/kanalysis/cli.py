@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from kanalysis import __version__
 from kanalysis.errors import KanalysisError
@@ -137,27 +138,37 @@ def _add_run_parser(sub) -> None:
                    help="comma-separated names, numbers or topics (default: all), e.g. 01,04")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"), help="notebook parameter (repeatable)")
-    p.add_argument("--privacy", choices=["none", "strict"], default=None,
-                   help="strict: no row-level records, small counts suppressed")
+    p.add_argument("--privacy", default=None, metavar="{none,strict}",
+                   help="strict: no row-level records, small counts suppressed (the cohort's "
+                        "metadata can make a run stricter, never laxer)")
     p.add_argument("--out", default="reports", help="parent folder of the run folder")
     p.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp)")
-    p.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    p.add_argument("--with-code", action="store_true",
+                   help="keep the code cells in the HTML reports (default: results only)")
+    p.add_argument("--no-html", action="store_true", help="skip the HTML export and index.html")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _cmd_run(args) -> int:
     from kanalysis.runner import NotebookExecutionError, parse_cli_value, run_notebooks
 
-    names = args.notebooks.split(",") if args.notebooks else None
+    names = args.notebooks.split(",") if args.notebooks is not None else None
     params = {name: parse_cli_value(value) for name, value in args.parameter}
     try:
         result = run_notebooks(names, cohort=args.cohort, parameters=params,
                                privacy=args.privacy, out=args.out, run_id=args.run_id,
-                               html=not args.no_html, progress=not args.no_progress)
+                               html=not args.no_html, with_code=args.with_code,
+                               progress=not args.no_progress)
     except NotebookExecutionError as err:
         print(f"kanalysis run: {err}", file=sys.stderr)
         return 1
-    print(f"run {result.run_id}: {len(result.notebooks)} notebook(s) executed into {result.run_dir}")
+    where = result.run_dir
+    try:
+        where = where.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    print(f"run {result.run_id}: {len(result.notebooks)} notebook(s) executed into {where}"
+          + ("" if args.no_html else f"; open {where / 'index.html'}"))
     return 0
 
 

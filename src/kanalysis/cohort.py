@@ -326,8 +326,10 @@ def _check_metadata(path: Path, metadata: dict[str, Any]) -> None:
     mcc = metadata.get("min_cell_count")
     if mcc is not None and (isinstance(mcc, bool) or not isinstance(mcc, int) or mcc < 1):
         raise _fail(path, f"min_cell_count must be a whole number >= 1, got {mcc!r}", "metadata")
-    if metadata.get("privacy") not in (None, "none", "strict"):
-        raise _fail(path, f"privacy must be 'none' or 'strict', got {metadata['privacy']!r}",
+    privacy = metadata.get("privacy")
+    if privacy is not None and not (isinstance(privacy, str)
+                                    and privacy.strip().lower() in ("none", "strict")):
+        raise _fail(path, f"privacy must be 'none' or 'strict' (any case), got {privacy!r}",
                     "metadata")
 
 

@@ -23,26 +23,28 @@ in Hundepool et al., *Statistical Disclosure Control*, Wiley 2012, chapter 4.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from kanalysis.errors import ConfigurationError
+from kanalysis.rules import DEFAULT_MIN_CELL_COUNT
 
 __all__ = [
     "DEFAULT_MIN_CELL_COUNT",
     "IDENTIFIER_KINDS",
+    "PRIVACY_MODES",
     "PrivacyPolicy",
     "collapse_rare_categories",
     "detect_identifiers",
     "drop_identifiers",
     "format_count",
+    "normalise_privacy_mode",
     "suppress_small_counts",
 ]
 
-DEFAULT_MIN_CELL_COUNT = 11
 
 # What each kind of identifier is, for the report.
 IDENTIFIER_KINDS: dict[str, str] = {
@@ -605,6 +607,43 @@ def collapse_rare_categories(
     return series.where(~series.isin(rare) | series.isna(), other)
 
 
+#: Numeric columns that place a row (time, visit) rather than describe people; never hidden.
+_COORDINATE_COLUMNS = frozenset({
+    "day", "days", "time", "minute", "minutes", "hour", "hours", "week", "weeks", "visit_number",
+    "infusion_number", "tau", "landmark", "timepoint", "conf_level",
+})
+
+#: Privacy modes from the least to the most strict.
+PRIVACY_MODES = ("none", "strict")
+
+
+def normalise_privacy_mode(value: object, *, source: str = "privacy") -> str:
+    """The canonical privacy mode for ``value``, case-insensitive (``"STRICT"`` is ``"strict"``).
+
+    Raises
+    ------
+    ConfigurationError
+        For anything but a known mode, naming ``source`` (e.g. the cohort's metadata.json).
+    """
+    if isinstance(value, str) and value.strip().lower() in PRIVACY_MODES:
+        return value.strip().lower()
+    raise ConfigurationError(
+        f"{source}: unknown privacy mode {value!r}; use one of {list(PRIVACY_MODES)} "
+        "(case does not matter)."
+    )
+
+
+def _threshold_from(value: object, source: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigurationError(
+            f"{source}: min_cell_count must be a positive integer (default "
+            f"{DEFAULT_MIN_CELL_COUNT}), but {value!r} was given."
+        )
+    return int(value)
+
+
 @dataclass(frozen=True)
 class PrivacyPolicy:
     """How outputs treat patient privacy; notebooks take one of these.
@@ -614,7 +653,7 @@ class PrivacyPolicy:
     mode : {"strict", "none"}, default "strict"
         ``"strict"``: counts below ``min_cell_count`` are suppressed in tables and figure
         annotations, rare categories are pooled, and no row-level record may be printed.
-        ``"none"``: everything is shown (synthetic or public data only).
+        ``"none"``: everything is shown (synthetic or public data only). Case-insensitive.
     min_cell_count : int, default 11
         Smallest count that may be shown in strict mode.
 
@@ -629,25 +668,69 @@ class PrivacyPolicy:
     min_cell_count: int = DEFAULT_MIN_CELL_COUNT
 
     def __post_init__(self) -> None:
-        if self.mode not in ("strict", "none"):
+        object.__setattr__(self, "mode", normalise_privacy_mode(self.mode, source="PrivacyPolicy"))
+        object.__setattr__(
+            self, "min_cell_count", _threshold_from(self.min_cell_count, "PrivacyPolicy")
+        )
+
+    @classmethod
+    def resolve(
+        cls,
+        privacy: str | None = None,
+        min_cell_count: int | None = None,
+        metadata: dict | None = None,
+    ) -> PrivacyPolicy:
+        """The run's policy: the stricter of the run's parameters and the cohort's metadata.
+
+        The mode is strict when either the ``privacy`` parameter or the metadata's ``privacy`` says
+        so; real data (metadata ``source`` other than ``"synthetic"``) without a ``privacy`` entry
+        counts as strict. The threshold is the larger of the parameter and the metadata's
+        ``min_cell_count``. Values are case-insensitive; an unknown mode or a threshold that is
+        not a positive integer is an error naming where it came from.
+
+        Examples
+        --------
+        >>> PrivacyPolicy.resolve("none", 11, {"privacy": "STRICT", "min_cell_count": 30})
+        PrivacyPolicy(mode='strict', min_cell_count=30)
+        """
+        if metadata is not None and not isinstance(metadata, dict):
             raise ConfigurationError(
-                f"privacy mode must be 'strict' or 'none', got {self.mode!r}."
+                f"The cohort's metadata.json must hold an object, not {type(metadata).__name__}."
             )
-        _check_threshold(self.min_cell_count)
+        metadata = metadata or {}
+        modes = [normalise_privacy_mode(privacy or "none", source="parameter `privacy`")]
+        if metadata.get("privacy") is not None:
+            modes.append(
+                normalise_privacy_mode(metadata["privacy"], source="the cohort's metadata.json")
+            )
+        elif str(metadata.get("source", "synthetic")).lower() != "synthetic":
+            modes.append("strict")
+        thresholds = [
+            _threshold_from(
+                DEFAULT_MIN_CELL_COUNT if min_cell_count is None else min_cell_count,
+                "parameter `min_cell_count`",
+            )
+        ]
+        if metadata.get("min_cell_count") is not None:
+            thresholds.append(
+                _threshold_from(metadata["min_cell_count"], "the cohort's metadata.json")
+            )
+        mode = max(modes, key=PRIVACY_MODES.index)
+        return cls(mode=mode, min_cell_count=max(thresholds))
 
     @classmethod
     def from_metadata(cls, metadata: dict | None, override: str | None = None) -> PrivacyPolicy:
         """Policy for a cohort: ``override`` if given, else its metadata ``privacy`` (default none).
 
         Real data (metadata ``source`` other than ``synthetic``) defaults to strict when the metadata
-        does not say.
+        does not say. Prefer :meth:`resolve`, where the stricter setting wins.
         """
         metadata = metadata or {}
         mode = override or metadata.get("privacy")
         if mode is None:
             mode = "none" if metadata.get("source", "synthetic") == "synthetic" else "strict"
-        threshold = int(metadata.get("min_cell_count", DEFAULT_MIN_CELL_COUNT))
-        return cls(mode=mode, min_cell_count=threshold)
+        threshold = metadata.get("min_cell_count", DEFAULT_MIN_CELL_COUNT)
+        return cls(mode=mode, min_cell_count=_threshold_from(threshold, "metadata.json"))
 
     @property
     def strict(self) -> bool:
@@ -679,6 +762,83 @@ class PrivacyPolicy:
             return df.copy()
         kwargs.setdefault("label", f"<{self.min_cell_count}")
         return suppress_small_counts(df, count_columns, self.min_cell_count, **kwargs)
+
+    def apply(
+        self,
+        frame: pd.DataFrame,
+        count_columns: Mapping[str, str | None] | Sequence[str],
+        *,
+        derived: Sequence[str] | None = None,
+        keep: Sequence[str] = (),
+    ) -> pd.DataFrame:
+        """Suppress the small counts of a long result table; a copy, unchanged in mode "none".
+
+        ``count_columns`` maps each count column to its denominator column (or None), as a
+        result's ``count_columns`` does; a list means no denominators.
+
+        - A count with a denominator is hidden when it, its complement (denominator - count,
+          which a reader gets by subtraction) or the denominator is below the threshold.
+        - Counts without a denominator go through :func:`suppress_small_counts` with row margins
+          when a row holds several of them (their sum can be published), else one by one.
+        - In a row where any count is hidden, the statistics computed from it (``derived``; by
+          default every floating-point column except ``keep`` and time/visit coordinates) are
+          hidden too (missing), as are denominators below the threshold.
+
+        Hidden counts read ``"<threshold"``. Counts already shown as text (``"<11"``) stay.
+        """
+        if not self.strict or frame.empty:
+            return frame.copy()
+        counts = dict(count_columns) if isinstance(count_columns, Mapping) else {
+            c: None for c in count_columns
+        }
+        counts = {c: d for c, d in counts.items() if c in frame.columns}
+        if not counts:
+            return frame.copy()
+        thr = self.min_cell_count
+        label = f"<{thr}"
+        out = frame.copy()
+        numeric = {c: pd.to_numeric(frame[c], errors="coerce") for c in frame.columns
+                   if c in counts or c in counts.values()}
+        hidden = pd.DataFrame(False, index=frame.index, columns=list(counts))
+
+        def small(x: pd.Series) -> pd.Series:
+            return ((x >= 1) & (x < thr)).fillna(False)
+
+        plain = [c for c, d in counts.items() if d is None or d not in frame.columns]
+        if plain:
+            grid = pd.DataFrame({c: numeric[c] for c in plain}).reset_index(drop=True)
+            _, mask = suppress_small_counts(
+                grid, plain, thr, margins="rows" if len(plain) > 1 else "none", return_mask=True
+            )
+            for c in plain:
+                hidden[c] = mask[c].to_numpy()
+        denominators_hidden = pd.Series(False, index=frame.index)
+        for c, d in counts.items():
+            if c in plain:
+                continue
+            k, n = numeric[c], numeric[d]
+            total_small = small(n)
+            hidden[c] = (small(k) | small(n - k) | total_small).to_numpy()
+            denominators_hidden |= total_small
+            if total_small.any():
+                out[d] = [label if h else v for v, h in zip(out[d].astype(object), total_small,
+                                                            strict=True)]
+        for c in counts:
+            out[c] = [label if h else v for v, h in zip(out[c].astype(object), hidden[c],
+                                                        strict=True)]
+        row_hidden = hidden.any(axis=1) | denominators_hidden
+        if row_hidden.any():
+            if derived is None:
+                derived = [
+                    c for c in frame.columns
+                    if c not in counts and c not in counts.values() and c not in keep
+                    and c not in _COORDINATE_COLUMNS
+                    and pd.api.types.is_float_dtype(frame[c])
+                ]
+            for c in derived:
+                if c in out.columns:
+                    out[c] = out[c].astype(float).mask(row_hidden.to_numpy())
+        return out
 
     def collapse_rare(self, series: pd.Series, **kwargs) -> pd.Series:
         """:func:`collapse_rare_categories` in strict mode; unchanged otherwise."""
