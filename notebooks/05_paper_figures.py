@@ -65,7 +65,11 @@ written = report.apply(
     formats=params.figure_formats,
     scale=params.scale,
     covariance=params.covariance,
-    alpha=params.alpha,
+    conf_level=1 - params.alpha,
+    response_reduction=params.response_reduction,
+    remission_threshold=params.remission_threshold,
+    relapse_rule=params.relapse_rule,
+    relapse_threshold=params.relapse_threshold,
 )
 report.record(
     files={path.name: sha256_file(path) for path in written},
