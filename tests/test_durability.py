@@ -310,7 +310,7 @@ def test_km_input_errors_name_the_problem():
         du.kaplan_meier(d.assign(time=[1.0, 2.0], event=[1, 2]))
     with pytest.raises(ConfigurationError, match="conf_type"):
         du.kaplan_meier(d.assign(time=[1.0, 2.0]), conf_type="arcsin")
-    with pytest.raises(DataValidationError, match="no column"):
+    with pytest.raises(DataValidationError, match="needs column.*'days'"):
         du.kaplan_meier(d, time="days")
 
 

@@ -254,7 +254,7 @@ def test_bad_input_messages(antidep):
         mi.draws(antidep, FORMULA, **KW, ice=ice.assign(VISIT="99"))
     with pytest.raises(DataValidationError, match="more than one row"):
         mi.draws(antidep, FORMULA, **KW, ice=pd.concat([ice, ice.iloc[:1]]))
-    with pytest.raises(DataValidationError, match="lack the column"):
+    with pytest.raises(DataValidationError, match="needs column"):
         mi.draws(antidep, FORMULA, subject="PATIENT", visit="VISIT", group="ARM")
     with pytest.raises(ConfigurationError, match="method"):
         mi.draws(antidep, FORMULA, **KW, method="jackknife")

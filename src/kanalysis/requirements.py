@@ -21,8 +21,9 @@ __all__ = ["CompleteCases", "complete_cases", "require_columns"]
 _SHOWN = 10
 
 
-def _as_list(columns: str | Sequence[str]) -> list[str]:
-    return [columns] if isinstance(columns, str) else list(columns)
+def _as_list(columns: str | Sequence[str | None]) -> list[str]:
+    # None stands for an optional argument the caller left out (e.g. group=None): not required.
+    return [columns] if isinstance(columns, str) else [c for c in columns if c is not None]
 
 
 def _ids(frame: pd.DataFrame, rows: pd.Series, subject: str | None) -> list[str]:
@@ -44,6 +45,7 @@ def require_columns(
     what: str = "this analysis",
     subject: str | None = "subject_id",
     allow_missing: bool = False,
+    error: type[Exception] = DataValidationError,
 ) -> None:
     """Refuse unless ``frame`` has every column (and, by default, no missing value in them).
 
@@ -61,6 +63,8 @@ def require_columns(
         Column naming subjects, used to list those with missing values (row labels otherwise).
     allow_missing : bool, default False
         Only require the columns to exist.
+    error : exception class, default DataValidationError
+        Raised for absent columns (``ConfigurationError`` where a column name is an argument).
 
     Raises
     ------
@@ -68,6 +72,9 @@ def require_columns(
         Naming the absent columns, or each column with missing values and the subjects missing
         it; ``err.problems`` lists them as a table.
     """
+    if not isinstance(frame, pd.DataFrame):
+        raise DataValidationError(f"{what} needs a pandas DataFrame for {table}, got "
+                                  f"{type(frame).__name__}.")
     cols = _as_list(columns)
     absent = [c for c in cols if c not in frame.columns]
     problems = []
@@ -75,11 +82,11 @@ def require_columns(
         problems = [{"table": table, "column": c, "rows": None,
                      "rule": f"column needed by {what} is absent", "values": None,
                      "severity": "error"} for c in absent]
-        raise DataValidationError(
-            f"{what} needs column(s) {', '.join(map(repr, absent))} in {table}, which the data "
-            f"lack (columns present: {', '.join(map(str, frame.columns))}).",
-            pd.DataFrame(problems),
-        )
+        message = (f"{what} needs column(s) {', '.join(map(repr, absent))} in {table}, which "
+                   f"the data lack (columns present: {', '.join(map(str, frame.columns))}).")
+        if issubclass(error, DataValidationError):
+            raise error(message, pd.DataFrame(problems))
+        raise error(message)
     if allow_missing:
         return
     lines = []

@@ -9,20 +9,14 @@ import numpy as np
 import pandas as pd
 
 from kanalysis.errors import DataValidationError
+from kanalysis.requirements import require_columns
 
 CONF_TYPES = ("log", "log-log", "plain")
 _TOL = math.sqrt(np.finfo(float).eps)
 
 
 def _require_columns(table: pd.DataFrame, columns: Iterable[str | None], what: str = "table"):
-    if not isinstance(table, pd.DataFrame):
-        raise DataValidationError(f"{what} must be a pandas DataFrame, got {type(table).__name__}.")
-    missing = [c for c in columns if c is not None and c not in table.columns]
-    if missing:
-        raise DataValidationError(
-            f"{what} has no column(s) {missing}; its columns are {list(table.columns)}. "
-            "Pass the right names through the time= / event= / group= arguments."
-        )
+    require_columns(table, list(columns), table="the table", what=what, allow_missing=True)
 
 
 def _survival_arrays(

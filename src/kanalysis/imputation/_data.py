@@ -10,6 +10,7 @@ import pandas as pd
 from kanalysis.errors import ConfigurationError, DataValidationError
 from kanalysis.models._design import build_design, design_rows
 from kanalysis.models._visits import _order_by_precedence, _ordered_levels
+from kanalysis.requirements import require_columns
 
 
 @dataclass
@@ -28,10 +29,7 @@ class Grid:
 
 
 def _check_columns(data, cols, what="draws"):
-    missing = [c for c in cols if c is not None and c not in data.columns]
-    if missing:
-        raise DataValidationError(f"{what}: the data lack the column(s) {missing}; columns: "
-                                  f"{list(data.columns)}")
+    require_columns(data, cols, table="the data", what=what, allow_missing=True)
 
 
 def build_grid(data: pd.DataFrame, formula: str, subject: str, visit: str, group: str,

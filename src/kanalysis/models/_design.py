@@ -16,6 +16,7 @@ import pandas as pd
 from formulaic import Formula
 
 from kanalysis.errors import ConfigurationError, DataValidationError, StatisticalWarning
+from kanalysis.requirements import require_columns
 
 _FACTOR_CALL = re.compile(r"C\(\s*([A-Za-z_][A-Za-z0-9_.]*)")
 
@@ -69,12 +70,9 @@ def _required_variables(formula: str, columns=()) -> set[str]:
 
 
 def _check_columns(data: pd.DataFrame, columns: list[str], what: str) -> None:
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise ConfigurationError(
-            f"{what}: column(s) {missing} are not in the data; available columns: "
-            f"{list(data.columns)}"
-        )
+    # A column named by an argument that the data lack is a configuration error of the call.
+    require_columns(data, columns, table="the data", what=what, allow_missing=True,
+                    error=ConfigurationError)
 
 
 def _row_list(index: pd.Index, limit: int = 10) -> str:

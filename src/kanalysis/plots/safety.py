@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from kanalysis.errors import ConfigurationError, DataValidationError
-from kanalysis.plots._columns import require as require_columns
+from kanalysis.errors import ConfigurationError
+from kanalysis.plots._columns import require as require_shared
 from kanalysis.plots._columns import values as shared_values
 from kanalysis.plots.style import (
     JOURNAL_WIDTHS,
@@ -23,6 +23,7 @@ from kanalysis.plots.style import (
     arm_colors,
     style_context,
 )
+from kanalysis.requirements import require_columns
 from kanalysis.results import resolve_conf_level
 
 __all__ = ["VARIABLE_LABELS", "ae_dot_plot", "ae_incidence_plot", "infusion_course_plot",
@@ -38,12 +39,8 @@ VARIABLE_LABELS: dict[str, str] = {
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataValidationError(
-            f"{what} lacks column(s) {missing}; pass the table returned by "
-            f"kanalysis.safety (it has {list(frame.columns)})."
-        )
+    require_columns(frame, columns, table="the table from kanalysis.safety", what=what,
+                    allow_missing=True)
 
 
 def infusion_course_plot(
@@ -99,7 +96,7 @@ def infusion_course_plot(
     >>> ax = infusion_course_plot(course, "cadss", hue="infusion_number", arm="ketamine")  # doctest: +SKIP
     """
     _require(course, ["variable", "minute", "n"], "course")
-    require_columns(course, ["estimate", "ci_lower", "ci_upper"], "course")
+    require_shared(course, ["estimate", "ci_lower", "ci_upper"], "course")
     data = course.loc[course["variable"] == variable]
     if data.empty:
         raise ConfigurationError(
@@ -216,7 +213,7 @@ def ae_dot_plot(
     from kanalysis.safety import ae_risk_difference
 
     _require(incidence, ["term", "arm", "n_with_event", "n_subjects"], "incidence")
-    require_columns(incidence, ["estimate"], "incidence")
+    require_shared(incidence, ["estimate"], "incidence")
     if min_count is not None and min_count < 1:
         raise ConfigurationError(f"`min_count` must be a positive integer or None, not {min_count}.")
     if risk_difference is None:
@@ -334,7 +331,7 @@ def ae_incidence_plot(
     >>> ax = ae_incidence_plot(ae_incidence(cohort), min_count=5)  # doctest: +SKIP
     """
     _require(incidence, ["term", "arm", "n_with_event"], "incidence")
-    require_columns(incidence, ["estimate", "ci_lower", "ci_upper"], "incidence")
+    require_shared(incidence, ["estimate", "ci_lower", "ci_upper"], "incidence")
     if min_count is not None and min_count < 1:
         raise ConfigurationError(f"`min_count` must be a positive integer or None, not {min_count}.")
     data = incidence.copy()

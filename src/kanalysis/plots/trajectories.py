@@ -16,6 +16,7 @@ from scipy import stats
 
 from kanalysis.errors import ConfigurationError, DataValidationError
 from kanalysis.plots.style import arm_colors, figure, style_context
+from kanalysis.requirements import require_columns
 from kanalysis.results import resolve_conf_level
 
 __all__ = ["lsmeans_plot", "schedule_plot", "spaghetti", "spaghetti_plot", "trajectory_data",
@@ -23,11 +24,7 @@ __all__ = ["lsmeans_plot", "schedule_plot", "spaghetti", "spaghetti_plot", "traj
 
 
 def _require(data: pd.DataFrame, columns: Sequence[str | None], what: str) -> None:
-    missing = [c for c in columns if c is not None and c not in data.columns]
-    if missing:
-        raise DataValidationError(
-            f"{what}: column(s) {missing} are not in the data; it has {list(data.columns)}."
-        )
+    require_columns(data, columns, table="the data", what=what, allow_missing=True)
 
 
 def trajectory_data(cohort: Any, scale: str | None = None) -> pd.DataFrame:

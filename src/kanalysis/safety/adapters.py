@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from kanalysis.errors import ConfigurationError, DataValidationError
+from kanalysis.requirements import require_columns
 
 _SESSION_KEYS = ["subject_id", "infusion_number"]
 
@@ -47,12 +48,7 @@ def _subjects_of(data: Any, subjects: pd.DataFrame | None) -> pd.DataFrame | Non
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], table: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataValidationError(
-            f"Table {table!r} lacks column(s) {missing}; it has {list(frame.columns)}. "
-            f"See docs/data_model.md for the expected columns."
-        )
+    require_columns(frame, columns, table=table, what="kanalysis.safety", allow_missing=True)
 
 
 def _with_arm(
