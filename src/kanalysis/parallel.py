@@ -77,11 +77,24 @@ def _run_batch(func: Callable[[Any], Any], batch: list) -> list:
         return [func(item) for item in batch]
 
 
-def _progress_bar(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+def progress_bar(iterable=None, *, total: int | None = None, desc: str | None = None,
+                 enabled: bool = True, **kwargs):
+    """A tqdm progress bar: a widget in a notebook when ipywidgets is installed, text otherwise.
 
-    return tqdm(total=total, desc=desc or None, disable=not enabled, unit="item",
-                dynamic_ncols=True)
+    ``tqdm.auto`` without ipywidgets warns on every import (with the path of the installed
+    package, which names the machine), so the text bar is chosen directly in that case.
+    """
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm import tqdm
+    return tqdm(iterable, total=total, desc=desc or None, disable=not enabled,
+                dynamic_ncols=True, **kwargs)
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    return progress_bar(total=total, desc=desc, enabled=enabled, unit="item")
 
 
 def _check_arguments(workers, scheduler, batch_size) -> None:

@@ -54,9 +54,9 @@ def gibbs(Y, X, cov_group, n_groups, start: Params, *, n_samples, burn_in, thin,
     out: list[Params] = []
     it_range = range(total)
     if progress and total >= 2000:
-        from tqdm.auto import tqdm
+        from kanalysis.parallel import progress_bar
 
-        it_range = tqdm(it_range, desc="Gibbs", leave=False)
+        it_range = progress_bar(it_range, desc="Gibbs", leave=False)
     for it in it_range:
         mu = X @ beta
         for g, idx, o, m in pats:

@@ -20,7 +20,7 @@ def run_map(func: Callable, items: Sequence, *, workers=None, scheduler=None, pr
         raise RuntimeError("a Dask executor needs kanalysis.parallel")
     show = bool(progress) and len(items) >= 200
     if show:
-        from tqdm.auto import tqdm
+        from kanalysis.parallel import progress_bar
 
-        return [func(i) for i in tqdm(items, desc=desc, leave=False)]
+        return [func(i) for i in progress_bar(items, desc=desc, leave=False)]
     return [func(i) for i in items]
