@@ -179,19 +179,7 @@ def satterthwaite_f(Lmat, beta, C, P, W):
     :math:`g_{mk} = u_m'L C P_k C L'u_m`, combine by :func:`multi_df`. Returns
     (F, num_df, den_df, p).
     """
-    Lmat = np.atleast_2d(Lmat)
-    M = Lmat @ C @ Lmat.T
-    d, U = np.linalg.eigh(0.5 * (M + M.T))
-    order = np.argsort(d)[::-1]
-    d, U = d[order], U[:, order]
-    keep = d > 1e-8 * max(float(d[0]), 1e-300)
-    d, U = d[keep], U[:, keep]
-    q = len(d)
-    UL = U.T @ Lmat  # (q, p)
-    F = float(np.sum((UL @ beta) ** 2 / d) / q)
-    _, nu = satterthwaite(UL, C, P, W)
-    ddf = multi_df(nu)
-    return F, q, ddf, float(stats.f.sf(F, q, ddf))
+    return wald_f(Lmat, beta, C, lambda UL: satterthwaite(UL, C, P, W)[1])
 
 
 def wald_f(Lmat, beta, V, df_fn):
