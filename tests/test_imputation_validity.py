@@ -29,6 +29,10 @@ What is asserted (each could fail):
    reference-based estimator (Seaman, White & Leacy 2014; Cro, Carpenter & Kenward 2019;
    Bartlett 2023; Wolbers et al. 2022); the figures are in ``docs/imputation.md``.
 
+Run of 2026-12-02 (1,000 trials; coverage, mean variance / empirical variance): Rubin MAR
+ApproxBayes 95.2%, 1.04; Bayes MAR 94.7%, 1.06; jackknife JR 94.5%, 1.06; Rubin JR 99.5%, 1.94,
+with the JR/MAR ratio of mean Rubin variances 0.988.
+
 ``KANALYSIS_COVERAGE_TRIALS`` sets the number of trials (default 1,000) and
 ``KANALYSIS_COVERAGE_WORKERS`` the local Dask worker processes (default 2; 0 runs serially).
 The fast test at the end runs a 40-trial version with loose bounds.
