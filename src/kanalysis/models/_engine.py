@@ -1126,18 +1126,24 @@ class MMRMEngine:
         if self.pattern_stats:
             Wt = np.transpose(W, (0, 2, 1))
             for g in range(self.n_groups_cov):
-                for sel in _chunks(np.flatnonzero(self.pat_group == g), t * p * p):
+                for sel in _chunks(np.flatnonzero(self.pat_group == g), t * t * p * p, 3e5):
                     n = len(sel)
                     T = self.Txx[sel].reshape(n, t, t * p * p)
                     tmp = (Wt[sel] @ T).reshape(n, t, t, p * p)  # [s, a, l, pq]
-                    out = np.swapaxes(tmp, 2, 3) @ W[sel][:, None]  # [s, a, pq, b]
-                    Y[g] += np.transpose(out.sum(0), (0, 2, 1)).reshape(t, t, p, p)
+                    # contiguous [s, (a, pq), l] so that the second product is one BLAS call
+                    # per pattern (matmul on a transposed view takes numpy's slow loop)
+                    tmp = np.ascontiguousarray(tmp.transpose(0, 1, 3, 2)).reshape(
+                        n, t * p * p, t)
+                    out = (tmp @ W[sel]).sum(0).reshape(t, p * p, t)  # [a, pq, b]
+                    Y[g] += np.transpose(out, (0, 2, 1)).reshape(t, t, p, p)
                     if beta is not None:
                         Txr = self.Txy[sel].reshape(n, t, t, p) - \
                             (self.Txx[sel].reshape(n, t, t, p, p) @ beta)
                         tmp = (Wt[sel] @ Txr.reshape(n, t, t * p)).reshape(n, t, t, p)
-                        out = np.swapaxes(tmp, 2, 3) @ W[sel][:, None]  # [s, a, p, b]
-                        Yr[g] += np.transpose(out.sum(0), (0, 2, 1))
+                        tmp = np.ascontiguousarray(tmp.transpose(0, 1, 3, 2)).reshape(
+                            n, t * p, t)
+                        out = (tmp @ W[sel]).sum(0).reshape(t, p, t)  # [a, p, b]
+                        Yr[g] += np.transpose(out, (0, 2, 1))
             return Y, Yr
         for s in range(S):
             g = self.pat_group[s]
