@@ -21,10 +21,12 @@ form) instead of ``file``, and two REDCap keys:
 
 ``items``
     ``PHQ9 = ["phq9_1", ..., "phq9_9"]``: item fields summed into the scale total. A total with
-    missing items follows the scale's own rule (:data:`PRORATE_MAX_MISSING`): PHQ-9 totals with at
-    most two of nine items missing are prorated (sum x 9 / items answered, rounded), as the PHQ
-    instruction manual (Spitzer, Williams, Kroenke; Pfizer) allows; any other scale's total is
-    missing when an item is missing, unless the mapping sets ``max_missing_items``.
+    missing items follows the scale's own rule (``Scale.max_missing_items`` and
+    ``Scale.missing_items_rule`` in :mod:`kanalysis.scales`): PHQ-9 totals with at most two of
+    nine items missing are prorated (sum x 9 / items answered, rounded), as the PHQ instruction
+    manual (Spitzer, Williams, Kroenke; Pfizer) allows; GAD-7's total is the sum of all seven
+    items (Spitzer et al. 2006), so it is missing when an item is missing, as is any other
+    scale's, unless the mapping sets ``max_missing_items``.
 ``events``
     Keep only rows of these events (raw names such as ``infusion_1_arm_1``, or their labels).
 
@@ -55,12 +57,15 @@ import pandas as pd
 
 from kanalysis.errors import ConfigurationError
 from kanalysis.importers._common import WARNING, ImportLog, ImportResult, finish_import, safe_values
+from kanalysis.scales import get_scale, list_scales
 from kanalysis.validation import ValidationReport
 
 __all__ = ["PRORATE_MAX_MISSING", "RedcapField", "import_redcap", "read_dictionary"]
 
-# Most items that may be missing for a total to be prorated, by scale; other scales: none.
-PRORATE_MAX_MISSING: dict[str, int] = {"PHQ9": 2}
+# Most items that may be missing for a total to be prorated, by built-in scale (from the scale
+# registry, where each scale's rule and its reference live); other scales: none.
+PRORATE_MAX_MISSING: dict[str, int] = {
+    n: get_scale(n).max_missing_items for n in list_scales() if get_scale(n).max_missing_items}
 
 SYSTEM_FIELDS = ("redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
                  "redcap_data_access_group", "redcap_survey_identifier")
@@ -742,7 +747,12 @@ def _section(table, spec, fields, forms, codes, labels, identifiers, record_id, 
         from kanalysis.scales import canonical_scale_name
 
         canonical = canonical_scale_name(scale_name)
-        allowed = max_missing.get(scale_name, PRORATE_MAX_MISSING.get(canonical, 0))
+        allowed = max_missing.get(scale_name, max_missing.get(canonical))
+        if allowed is None:
+            try:
+                allowed = get_scale(canonical).max_missing_items
+            except ConfigurationError:
+                allowed = 0  # the unknown scale is reported by _scale_total
         if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 0:
             report.add(label, None, None, f"max_missing_items.{scale_name} must be a whole "
                        "number >= 0")
