@@ -11,10 +11,11 @@ purpose: gaps between infusions drawn from 2-10 days plus clock-time jitter, 5% 
 1% of items skipped (prorated or missing totals), and 15% of patients stopping early (fewer
 events). Identifier fields (name, date of birth) are flagged in the dictionary.
 
-Each size runs in its own process (so peak memory is per size): the export is generated first
-(not timed), then ``import_redcap`` + save, ``kanalysis validate`` and ``load_cohort``
-(validating) are timed. Peak memory is the process's maximum resident set size (ru_maxrss) after
-the timed stages, minus nothing: it includes the interpreter and libraries (~200 MB).
+Each size runs in two processes: one writes the export (not timed; generating it takes more
+memory than importing it), then a fresh one times ``import_redcap`` + save, ``kanalysis
+validate`` and ``load_cohort`` (validating). Peak memory is that second process's maximum
+resident set size (ru_maxrss) after the timed stages, minus nothing: it includes the interpreter
+and libraries (~160 MB). ``import_mb`` is the peak already reached when import + save ended.
 Targets (issue 12): 50,000 x 30 in < 60 s in all, peak < 2 GB, on the 2-core machine.
 """
 
@@ -144,12 +145,12 @@ def make_export(folder: Path, n: int, visits: int, seed: int = 1) -> Path:
 
 
 def run_one(n: int, visits: int, work: Path) -> dict:
-    """Generate (untimed), then time import + save, validate and load in this process."""
+    """Time import + save, validate and load of the export written by ``--generate``."""
     from kanalysis.cli import main as cli_main
     from kanalysis.cohort import load_cohort
     from kanalysis.importers.redcap import import_redcap
 
-    src = make_export(work / f"export_{n}", n, visits)
+    src = work / f"export_{n}"
     rows = sum(1 for _ in open(src / "records.csv")) - 1
     size_mb = (src / "records.csv").stat().st_size / 1e6
     out = work / f"cohort_{n}"
@@ -160,6 +161,8 @@ def run_one(n: int, visits: int, work: Path) -> dict:
         raise SystemExit(result.to_markdown()[:4000])
     result.save(out)
     t1 = time.perf_counter()
+    import_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    del result
     with open(os.devnull, "w") as sink:
         stdout, sys.stdout = sys.stdout, sink
         try:
@@ -176,7 +179,7 @@ def run_one(n: int, visits: int, work: Path) -> dict:
             "assessments": len(cohort.assessments), "infusions": len(cohort.infusions),
             "import_s": round(t1 - t0, 2), "validate_s": round(t2 - t1, 2),
             "load_s": round(t3 - t2, 2), "total_s": round(t3 - t0, 2),
-            "peak_mb": round(peak_mb)}
+            "import_mb": round(import_mb), "peak_mb": round(peak_mb)}
 
 
 def main() -> None:
@@ -185,7 +188,11 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=30)
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate:
+        make_export(Path(args.work) / f"export_{args.patients[0]}", args.patients[0], args.visits)
+        return
     if args.one:
         print(json.dumps(run_one(args.patients[0], args.visits, Path(args.work))))
         return
@@ -196,18 +203,20 @@ def main() -> None:
         work = Path(args.work or tmp)
         results = []
         for n in args.patients:
-            proc = subprocess.run([sys.executable, __file__, "--one", "--patients", str(n),
-                                   "--visits", str(args.visits), "--work", str(work)],
-                                  capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-                raise SystemExit(proc.returncode)
+            for stage in ("--generate", "--one"):
+                proc = subprocess.run([sys.executable, __file__, stage, "--patients", str(n),
+                                       "--visits", str(args.visits), "--work", str(work)],
+                                      capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+                    raise SystemExit(proc.returncode)
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             r = results[-1]
             print(f"{n:>7} patients x {args.visits}: {r['export_rows']:>9} rows "
                   f"({r['export_mb']} MB) import {r['import_s']:6.1f} s, validate "
                   f"{r['validate_s']:5.1f} s, load {r['load_s']:5.1f} s, total {r['total_s']:6.1f} s, "
-                  f"peak {r['peak_mb']} MB", flush=True)
+                  f"peak {r['peak_mb']} MB (at the end of import + save: {r['import_mb']} MB)",
+                  flush=True)
     frame = pd.DataFrame(results)
     if len(frame) > 1:
         base = frame.iloc[0]

@@ -303,3 +303,47 @@ def test_adam_fixture_runs_through_the_notebooks(tmp_path, built):
     notebooks = {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.py")}
     assert {p.stem for p in run.rglob("*.ipynb")} == notebooks
     assert all(results[name]["privacy"] == "strict" for name in notebooks)
+
+
+SAS = ROOT / "tests" / "fixtures" / "sas"
+
+
+@pytest.mark.parametrize("name", ["hadley", "datetime"])
+def test_sas7bdat_written_by_sas_reads_as_pandas_reads_it(name):
+    """Files written by SAS 9.3/9.4 (haven's test files, see fixtures/sas/SOURCES.md): the
+    importer's reader (pyreadstat) and pandas' own SAS7BDAT reader agree on every value."""
+    from kanalysis.importers.adam import read_sas_dataset
+
+    ours = read_sas_dataset(SAS / f"{name}.sas7bdat")
+    theirs = pd.read_sas(SAS / f"{name}.sas7bdat", encoding="infer")
+    theirs.columns = [c.upper() for c in theirs.columns]
+    assert list(ours.columns) == list(theirs.columns) and len(ours) == len(theirs) > 0
+    for column in ours.columns:
+        a, b = ours[column], theirs[column]
+        if pd.api.types.is_datetime64_any_dtype(b):
+            assert pd.api.types.is_datetime64_any_dtype(a), column  # dates are dates, not numbers
+            assert (a.astype("datetime64[s]") == b.astype("datetime64[s]")).all(), column
+        elif pd.api.types.is_numeric_dtype(a):
+            np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), equal_nan=True)
+        elif a.map(type).eq(str).any():  # character: trimmed text, blanks missing
+            assert a.isna().equals(b.isna()) and (a.dropna() == b.dropna().str.strip()).all()
+        else:  # a clock time (TIME8.): pandas gives seconds since midnight
+            seconds = a.map(lambda t: t.hour * 3600 + t.minute * 60 + t.second)
+            np.testing.assert_allclose(seconds.to_numpy(float), b.to_numpy(float))
+
+
+def test_adam_package_with_adsl_as_sas7bdat_imports_as_the_xpt_package(tmp_path):
+    """ADSL as .sas7bdat (dates as SAS dates), the other datasets as XPT: the same cohort."""
+    folder = tmp_path / "adam"
+    shutil.copytree(FIXTURE, folder)
+    (folder / "adsl.xpt").unlink()
+    shutil.copy(SAS / "adsl.sas7bdat", folder / "ADSL.sas7bdat")  # names are case-insensitive
+    result = import_adam(folder)
+    assert result.ok, result.to_markdown()
+    assert "ADSL.sas7bdat" in [f["file"] for f in result.log.files]
+    reference = import_adam(FIXTURE)
+    for name, table in reference.cohort.tables.items():
+        pd.testing.assert_frame_equal(result.cohort.tables[name], table, obj=name)
+    # The SAS dates of ADSL were read as dates: RANDDT gives the randomisation day (before day 0).
+    rand = result.cohort.subjects["randomization_day"]
+    assert rand.notna().all() and (rand < 0).all()

@@ -208,3 +208,39 @@ def test_redcap_fixture_runs_through_the_notebooks_in_strict_mode(tmp_path, raw_
             # are checked in the cohort folder (test_no_identifier_reaches_the_cohort_folder).
             for needle in (n for n in IDENTIFIERS if not n.isdigit() or len(n) > 4):
                 assert needle not in text, (needle, path.name)
+
+
+def test_gad7_total_with_a_missing_item_is_missing_unless_the_mapping_prorates(tmp_path):
+    """GAD-7's total is the sum of all seven items (Spitzer 2006): one blank item leaves it
+    missing by default; a protocol rule (max_missing_items) prorates it: sum x 7 / 6, rounded."""
+    folder = _copy(tmp_path)
+    records = pd.read_csv(folder / "records_raw.csv", dtype=str, keep_default_na=False)
+    items = [f"gad7_{k}" for k in range(1, 8)]
+    row = records.index[(records[items] != "").all(axis=1)][0]
+    values = records.loc[row, items].astype(int)
+    full_total, prorated_total = values.sum(), np.floor(values.iloc[1:].sum() * 7 / 6 + 0.5)
+    records.loc[row, "gad7_1"] = ""
+    records.to_csv(folder / "records_raw.csv", index=False)
+
+    def gad7_scores(result):
+        assert result.ok, result.to_markdown()
+        return result.cohort.assessments.query("scale == 'GAD7'")["score"]
+
+    reference = gad7_scores(_run(_copy(tmp_path / "reference")))
+    default = _run(folder)
+    scores = gad7_scores(default)
+    assert len(scores) == len(reference)  # the rating is kept, its total missing
+    assert scores.isna().sum() == reference.isna().sum() + 1
+    kept = sorted(reference.dropna())
+    kept.remove(full_total)
+    assert sorted(scores.dropna()) == kept
+    assert "GAD7 total(s) left missing: more than 0 of 7 items missing" in " | ".join(
+        default.report.warnings["rule"])
+
+    text = (folder / "mapping.toml").read_text().replace(
+        "items = { GAD7 = [", "max_missing_items = { GAD7 = 1 }\nitems = { GAD7 = [")
+    (folder / "mapping.toml").write_text(text)
+    prorated = _run(folder)
+    scores = gad7_scores(prorated)
+    assert sorted(scores.dropna()) == sorted([*kept, prorated_total])
+    assert "GAD7 total(s) prorated" in " | ".join(prorated.report.warnings["rule"])

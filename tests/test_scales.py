@@ -81,3 +81,14 @@ def test_invalid_scale_definitions(kwargs):
     base = {"name": "X", "label": "x", "min": 0, "max": 10, "n_items": 2}
     with pytest.raises(ConfigurationError):
         Scale(**{**base, **kwargs})
+
+
+def test_missing_item_rules_are_part_of_the_scale_definition():
+    phq, gad = get_scale("PHQ9"), get_scale("GAD7")
+    assert phq.max_missing_items == 2 and "manual" in phq.missing_items_rule
+    # GAD-7: the total is the sum of all seven items (Spitzer 2006); no prorating by default.
+    assert gad.max_missing_items == 0 and "Spitzer" in gad.missing_items_rule
+    assert all(get_scale(n).max_missing_items < get_scale(n).n_items for n in list_scales())
+    for bad in (-1, 7, 1.5, True):
+        with pytest.raises(ConfigurationError, match="max_missing_items"):
+            Scale("X7", "x", 0, 21, 7, max_missing_items=bad)

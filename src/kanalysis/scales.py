@@ -64,6 +64,12 @@ class Scale:
         ``depression``, ``ptsd``, ``anxiety``, ``pain`` or ``dissociation``.
     source : str
         Where the range and rules come from.
+    max_missing_items : int
+        Most items that may be missing for a total built from items to be prorated (sum x
+        n_items / items answered, rounded half up); with more missing, the total is missing.
+        0 (the default): any missing item leaves the total missing.
+    missing_items_rule : str
+        The rule for missing items in words, with its reference.
     """
 
     name: str
@@ -78,6 +84,8 @@ class Scale:
     remission_alternatives: tuple[float, ...] = field(default_factory=tuple)
     construct: str = "depression"
     source: str = ""
+    max_missing_items: int = 0
+    missing_items_rule: str = "total missing when any item is missing"
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -89,6 +97,11 @@ class Scale:
             )
         if self.n_items < 1:
             raise ConfigurationError(f"Scale {self.name!r}: `n_items` must be at least 1.")
+        if (isinstance(self.max_missing_items, bool) or not isinstance(self.max_missing_items, int)
+                or not 0 <= self.max_missing_items < self.n_items):
+            raise ConfigurationError(
+                f"Scale {self.name!r}: `max_missing_items` must be a whole number from 0 to "
+                f"n_items - 1 ({self.n_items - 1}), got {self.max_missing_items!r}.")
         if self.response_reduction is not None and not 0 < self.response_reduction < 1:
             raise ConfigurationError(
                 f"Scale {self.name!r}: `response_reduction` must lie between 0 and 1 "
@@ -245,6 +258,10 @@ _BUILTIN = [
         "PHQ9", "Patient Health Questionnaire-9", 0, 27, 9,
         remission_threshold=5, remission_inclusive=False,
         source="Kroenke 2001; remission < 5 McInnes 2022",
+        max_missing_items=2,
+        missing_items_rule="prorated when at most 2 of the 9 items are missing (sum x 9 / items "
+        "answered, rounded), else missing: PHQ instruction manual (Spitzer, Williams, Kroenke; "
+        "Pfizer)",
     ),
     Scale(
         "QIDS_SR16", "Quick Inventory of Depressive Symptomatology, self-report", 0, 27, 16,
@@ -265,6 +282,11 @@ _BUILTIN = [
         "GAD7", "Generalized Anxiety Disorder-7", 0, 21, 7,
         remission_threshold=5, remission_inclusive=False, construct="anxiety",
         source="7 items 0-3; < 5 minimal anxiety (Spitzer 2006)",
+        max_missing_items=0,
+        missing_items_rule="total = sum of all 7 items, 0-21 (Spitzer et al. 2006, Arch Intern "
+        "Med 166:1092; PHQ and GAD-7 instruction manual); neither gives a rule for missing items, "
+        "so a total with any missing item is missing. A study that prorates (a protocol rule) "
+        "sets max_missing_items for GAD7 in its mapping",
     ),
     Scale(
         "PAIN_NRS", "Pain numeric rating scale", 0, 10, 1,

@@ -274,7 +274,9 @@ def _check_table(name: str, table: pd.DataFrame, report: ValidationReport) -> pd
     """Check one table; return a typed copy (unparseable values as NaN) for cross-table rules."""
     spec = TABLE_SCHEMAS[name]
     columns: dict[str, pa.Column] = spec["columns"]
-    df = table.copy()
+    # A shallow copy: every model column is replaced below by its typed version (never written
+    # into), so the input stays as it was without a copy of a registry-sized table.
+    df = table.copy(deep=False)
     if df.columns.duplicated().any():
         dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
         report.add(name, ", ".join(dup), None, "duplicated column name: each column must appear once")
@@ -316,9 +318,9 @@ def _check_table(name: str, table: pd.DataFrame, report: ValidationReport) -> pd
         {c: col for c, col in present.items() if not str(col.dtype) == "bool"},
         strict=False, coerce=False,
     )
+    flags = [c for c, col in present.items() if str(col.dtype) == "bool"]
     try:
-        schema.validate(df.drop(columns=[c for c, col in present.items()
-                                         if str(col.dtype) == "bool"]), lazy=True)
+        schema.validate(df.drop(columns=flags) if flags else df, lazy=True)
     except pa.errors.SchemaErrors as errs:
         _collect_pandera(name, errs.failure_cases, report)
     if name == "assessments" and "scale" in df.columns:

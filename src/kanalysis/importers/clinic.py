@@ -386,38 +386,26 @@ def import_clinic(
         return finish_import(None, {}, report, log)
 
     # Time origin: each subject's first infusion.
-    inf = staged["infusions"]
-    anchor = whens["infusions"].groupby(inf["subject_id"]).min()
+    anchor = whens["infusions"].groupby(staged["infusions"]["subject_id"]).min()
     no_time = anchor.isna()
     if no_time.any():
         report.add("infusions", "datetime", None,
                    "subject(s) with no dated infusion: study days cannot be computed",
                    [f"{int(no_time.sum())} subject(s)"])
 
+    # The staged frames are this import's own: they are finished in place, not copied (a
+    # registry's tables are large), and the staging dict is emptied as they move on.
+    rows_read = {t: int(df.attrs.get("rows_read", len(df))) for t, df in staged.items()}
     tables: dict[str, pd.DataFrame] = {}
-    for table, df in staged.items():
-        when = whens.get(table)
-        if table == "subjects":
-            continue
-        out = df.copy()
-        dated = {"datetime", "date"} & set((mapping.get(table, {}) or {}).get("columns", {}) or {})
-        if when is not None and dated:
-            start = out["subject_id"].map(anchor)
-            if _date_only(mapping.get(table, {})) or _all_midnight(when):
-                # Dates without clock times count whole days from the date of the first infusion.
-                start = start.dt.normalize()
-            day = days_between(when, start)
-            out["day"] = day if "day" not in out else out["day"].where(out["day"].notna(), day)
-            log.notes.append(
-                f"{table}: calendar dates converted to study days since each subject's first "
-                "infusion, then dropped"
-            )
-        tables[table] = out
+    for table in [t for t in staged if t != "subjects"]:
+        tables[table] = _add_study_days(table, staged.pop(table), whens.get(table), anchor,
+                                        mapping.get(table, {}) or {}, log)
 
     tables["infusions"] = _finish_infusions(tables["infusions"], whens["infusions"], mapping, report, log)
     tables["assessments"] = _finish_assessments(tables["assessments"], report, log)
     if "vitals" in tables:
-        tables["vitals"] = _finish_vitals(tables["vitals"], whens["vitals"], whens["infusions"], tables["infusions"], staged["infusions"], report)
+        tables["vitals"] = _finish_vitals(tables["vitals"], whens["vitals"], whens["infusions"],
+                                          tables["infusions"], report)
     if "adverse_events" in tables:
         tables["adverse_events"] = _link_infusion(tables["adverse_events"], tables["infusions"], log)
     tables["subjects"] = _finish_subjects(staged.get("subjects"), whens.get("subjects"), anchor,
@@ -430,9 +418,10 @@ def import_clinic(
     for table in list(tables):
         _fill_optional_columns(table, tables[table], log)
         order = [c for c in _MODEL_ORDER[table] if c in tables[table].columns]
-        tables[table] = tables[table][order].reset_index(drop=True)
-        log.rows(table, int(staged[table].attrs.get("rows_read", len(tables[table])))
-                 if table in staged else len(tables[table]), len(tables[table]))
+        ordered = tables[table][order]
+        ordered.index = pd.RangeIndex(len(ordered))
+        tables[table] = ordered
+        log.rows(table, rows_read.get(table, len(ordered)), len(ordered))
 
     metadata = {
         "name": cohort_spec.get("name", Path(mapping.get("_name", "clinic")).stem),
@@ -446,6 +435,24 @@ def import_clinic(
     return finish_import(tables, metadata, report, log, id_key=id_key)
 
 
+def _add_study_days(table: str, out: pd.DataFrame, when: pd.Series | None, anchor: pd.Series,
+                    spec: dict, log: ImportLog) -> pd.DataFrame:
+    """Study day = (date-time - subject's first infusion) / 24 h, added to ``out`` in place."""
+    dated = {"datetime", "date"} & set(spec.get("columns", {}) or {})
+    if when is not None and dated:
+        start = out["subject_id"].map(anchor)
+        if _date_only(spec) or _all_midnight(when):
+            # Dates without clock times count whole days from the date of the first infusion.
+            start = start.dt.normalize()
+        day = days_between(when, start)
+        out["day"] = day if "day" not in out else out["day"].where(out["day"].notna(), day)
+        log.notes.append(
+            f"{table}: calendar dates converted to study days since each subject's first "
+            "infusion, then dropped"
+        )
+    return out
+
+
 # --- one table -------------------------------------------------------------------------------------
 def _stage_table(
     table: str, spec: dict, defaults: dict, base: Path, report: ValidationReport, log: ImportLog,
@@ -455,7 +462,9 @@ def _stage_table(
     if "_frame" in spec:  # already read and decoded (REDCap): the file is logged by the caller
         path = Path(str(spec["file"]))
         label = f"{spec.get('_label', path.name)} ({table})"
-        raw = spec["_frame"].copy()
+        # The REDCap importer hands its decoded frame over: taken (not copied) so that it is
+        # freed once this table is staged.
+        raw = spec.pop("_frame")
     else:
         path = (base / spec["file"]).resolve() if not Path(spec["file"]).is_absolute() else Path(spec["file"])
         label = f"{path.name} ({table})"
@@ -519,7 +528,7 @@ def _stage_table(
     for column in ignore - set(raw.columns):
         report.add(label, column, None, "`ignore` names a column that is not in the file", severity=WARNING)
 
-    data = raw[keep_rows]
+    data = raw[keep_rows] if where else raw
     if where:
         log.notes.append(f"{label}: kept {int(keep_rows.sum())} of {rows_read} rows by `where` {where}")
     pos = positions[keep_rows]
@@ -579,10 +588,11 @@ def _stage_table(
         if missing_id.any():
             report.add(label, columns.get("subject_id"), sheet_rows(pos[missing_id]),
                        "missing subject id")
-        out = out[~missing_id]
-        pos = pos[~missing_id]
-        for k in datetimes:
-            datetimes[k] = datetimes[k][~missing_id]
+        if missing_id.any():
+            out = out[~missing_id]
+            pos = pos[~missing_id]
+            for k in datetimes:
+                datetimes[k] = datetimes[k][~missing_id]
 
     when = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
     if "datetime" in datetimes:
@@ -741,7 +751,7 @@ def _to_bool(values: pd.Series, label: str, column: str, recode: dict | None,
 
 # --- per-table finishing ---------------------------------------------------------------------------
 def _finish_infusions(inf: pd.DataFrame, when: pd.Series, mapping: dict, report, log) -> pd.DataFrame:
-    inf = inf.copy()
+    """Derived infusion columns, added in place (``inf`` is the import's own staged frame)."""
     if "end_datetime" in inf:
         if "duration_min" not in inf:
             inf["duration_min"] = (inf["end_datetime"] - when) / pd.Timedelta(minutes=1)
@@ -763,7 +773,7 @@ def _finish_infusions(inf: pd.DataFrame, when: pd.Series, mapping: dict, report,
 
 
 def _finish_assessments(a: pd.DataFrame, report, log) -> pd.DataFrame:
-    a = a.copy()
+    """Canonical scale names and derived visits, in place (``a`` is the import's own frame)."""
     if "scale" in a:
         a["scale"] = map_unique(a["scale"], _canonical_scale)
     if "visit_number" not in a and "day" in a:
@@ -780,7 +790,7 @@ def _finish_assessments(a: pd.DataFrame, report, log) -> pd.DataFrame:
     return a
 
 
-def _finish_vitals(v, when, inf_when, inf, inf_staged, report) -> pd.DataFrame:
+def _finish_vitals(v, when, inf_when, inf, report) -> pd.DataFrame:
     v = v.copy()
     starts = pd.DataFrame({"subject_id": inf["subject_id"], "infusion_number": inf["infusion_number"],
                            "start": inf_when})
@@ -908,8 +918,7 @@ def _pseudonymise(tables: dict[str, pd.DataFrame], anchor: pd.Series, log: Impor
     width = max(4, len(str(len(order))))
     key = {orig: f"P{i + 1:0{width}d}" for i, orig in enumerate(order)}
     out = {}
-    for name, t in tables.items():
-        t = t.copy()
+    for name, t in tables.items():  # the import's own frames: replaced in place
         t["subject_id"] = t["subject_id"].map(key)
         out[name] = t
     log.notes.append("subject ids replaced by pseudonyms P0001, P0002 ... (numbered by first infusion); "

@@ -21,10 +21,12 @@ form) instead of ``file``, and two REDCap keys:
 
 ``items``
     ``PHQ9 = ["phq9_1", ..., "phq9_9"]``: item fields summed into the scale total. A total with
-    missing items follows the scale's own rule (:data:`PRORATE_MAX_MISSING`): PHQ-9 totals with at
-    most two of nine items missing are prorated (sum x 9 / items answered, rounded), as the PHQ
-    instruction manual (Spitzer, Williams, Kroenke; Pfizer) allows; any other scale's total is
-    missing when an item is missing, unless the mapping sets ``max_missing_items``.
+    missing items follows the scale's own rule (``Scale.max_missing_items`` and
+    ``Scale.missing_items_rule`` in :mod:`kanalysis.scales`): PHQ-9 totals with at most two of
+    nine items missing are prorated (sum x 9 / items answered, rounded), as the PHQ instruction
+    manual (Spitzer, Williams, Kroenke; Pfizer) allows; GAD-7's total is the sum of all seven
+    items (Spitzer et al. 2006), so it is missing when an item is missing, as is any other
+    scale's, unless the mapping sets ``max_missing_items``.
 ``events``
     Keep only rows of these events (raw names such as ``infusion_1_arm_1``, or their labels).
 
@@ -55,12 +57,15 @@ import pandas as pd
 
 from kanalysis.errors import ConfigurationError
 from kanalysis.importers._common import WARNING, ImportLog, ImportResult, finish_import, safe_values
+from kanalysis.scales import get_scale, list_scales
 from kanalysis.validation import ValidationReport
 
 __all__ = ["PRORATE_MAX_MISSING", "RedcapField", "import_redcap", "read_dictionary"]
 
-# Most items that may be missing for a total to be prorated, by scale; other scales: none.
-PRORATE_MAX_MISSING: dict[str, int] = {"PHQ9": 2}
+# Most items that may be missing for a total to be prorated, by built-in scale (from the scale
+# registry, where each scale's rule and its reference live); other scales: none.
+PRORATE_MAX_MISSING: dict[str, int] = {
+    n: get_scale(n).max_missing_items for n in list_scales() if get_scale(n).max_missing_items}
 
 SYSTEM_FIELDS = ("redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
                  "redcap_data_access_group", "redcap_survey_identifier")
@@ -260,9 +265,20 @@ def _read_records(path: Path, fields: dict[str, RedcapField], report: Validation
     if dup:
         report.add(label, ", ".join(dup), None, "duplicated column in the export header")
         return None, ""
+    # Registry exports repeat a few values millions of times (event names, choice codes, item
+    # scores): those columns are read as categoricals (one small integer per cell); dates and
+    # free text, mostly distinct, stay text. A repeated `_complete` column is read once.
+    seen: set[str] = set()
+    read_names = []
+    for i, n in enumerate(names):
+        read_names.append(n if n not in seen else f"\x00duplicate {i}")
+        seen.add(n)
+    text = _text_columns(fields)
+    dtypes = {n: (str if n in text else "category") for n in read_names}
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], header=0,
-                            names=names, on_bad_lines="error", engine="c", encoding="utf-8-sig")
+        frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""], header=0,
+                            names=read_names, on_bad_lines="error", engine="c",
+                            encoding="utf-8-sig")
     except pd.errors.ParserError as err:
         report.add(label, None, None, f"malformed CSV in {path.name}: {str(err).strip()}")
         return None, ""
@@ -270,15 +286,44 @@ def _read_records(path: Path, fields: dict[str, RedcapField], report: Validation
         report.add(label, None, None, f"{path.name} is not UTF-8 ({err.reason} at byte "
                    f"{err.start}); REDCap exports UTF-8: export again")
         return None, ""
-    frame = frame.loc[:, ~pd.Index(names).duplicated()]
+    if len(read_names) != len(seen):
+        frame = frame.drop(columns=[n for n in read_names if n.startswith("\x00")])
     if mode == "labels" and "redcap_repeat_instrument" in frame:
         # The labels export names repeating instruments by their display name ("Adverse Events").
         forms = {re.sub(r"[^a-z0-9]", "", f.form.lower()): f.form for f in fields.values()}
         names_seen = frame["redcap_repeat_instrument"].dropna().unique()
         rename = {v: forms.get(re.sub(r"[^a-z0-9]", "", str(v).lower()), v) for v in names_seen}
-        frame["redcap_repeat_instrument"] = frame["redcap_repeat_instrument"].map(
-            lambda v: rename.get(v, v) if isinstance(v, str) else v)
+        frame["redcap_repeat_instrument"] = _recode(frame["redcap_repeat_instrument"], rename)
     return frame, mode
+
+
+def _text_columns(fields: dict[str, RedcapField]) -> set[str]:
+    """Export columns read as plain text: dates (by validation type) and free text."""
+    return {f.name for f in fields.values()
+            if f.type == "notes" or (f.type == "text" and f.validation.startswith(("date", "time")))}
+
+
+def _recode(values: pd.Series, table: dict) -> pd.Series:
+    """``values`` mapped through ``table`` (a value absent from it, or mapped to None, is missing).
+
+    A categorical column is recoded through its categories (once per distinct value) and stays
+    categorical; any other column is mapped value by value.
+    """
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values.map(table)
+    new = [table.get(c) for c in values.cat.categories]
+    categories = pd.Index(list(dict.fromkeys(v for v in new if v is not None)), dtype=object)
+    position = {v: k for k, v in enumerate(categories)}
+    lookup = np.array([position.get(v, -1) if v is not None else -1 for v in new] + [-1],
+                      dtype=np.int64)
+    recoded = pd.Categorical.from_codes(lookup[values.cat.codes.to_numpy()],
+                                        categories=categories)
+    return pd.Series(recoded, index=values.index, name=values.name)
+
+
+def _as_object(values: pd.Series) -> pd.Series:
+    """A categorical column as plain text values (missing as NaN), as the clinic importer reads."""
+    return values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values
 
 
 def _scan_header(path: Path) -> list[str]:
@@ -366,8 +411,8 @@ def _decode(frame: pd.DataFrame, fields: dict[str, RedcapField], file_label: str
             report.add(file_label, column, rows, f"value is not {what}",
                        safe_values(pd.Series(bad, dtype=object)))
         if lab is not None:
-            labels[column] = values.map(lab)
-        frame[column] = values.map(decoded)
+            labels[column] = _recode(values, lab)
+        frame[column] = _recode(values, decoded)
     return frame, labels
 
 
@@ -397,8 +442,7 @@ def _scale_total(codes: pd.DataFrame, scale_name: str, items: list[str], max_mis
     from kanalysis.scales import get_scale
 
     scale = get_scale(scale_name)
-    values = pd.DataFrame({i: pd.to_numeric(codes[i], errors="coerce") for i in items},
-                          index=codes.index)
+    values = pd.DataFrame({i: _to_numeric(codes[i]) for i in items}, index=codes.index)
     for i in items:
         text = codes[i].notna() & values[i].isna()
         if text.any():
@@ -434,6 +478,20 @@ def _scale_total(codes: pd.DataFrame, scale_name: str, items: list[str], max_mis
              + (f"; prorated with at most {max_missing} missing" if max_missing else
                 "; missing if any item is missing"))
     return total
+
+
+def _to_numeric(values: pd.Series) -> pd.Series:
+    """Item codes as numbers (NaN where missing or not a number), as ``pd.to_numeric`` gives them;
+    a categorical column is converted once per category."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return pd.to_numeric(values, errors="coerce")
+    numbers = pd.to_numeric(pd.Series(values.cat.categories, dtype=object), errors="coerce")
+    codes = values.cat.codes.to_numpy()
+    if len(codes) and codes.min() >= 0:
+        out = numbers.to_numpy()[codes]
+    else:
+        out = np.append(numbers.to_numpy(dtype=float), np.nan)[codes]
+    return pd.Series(out, index=values.index, name=values.name)
 
 
 def _stack_assessments(sections: list[dict[str, Any]], record_id: str,
@@ -548,6 +606,7 @@ def import_redcap(
     for key in ("date_format", "dayfirst", "encoding", "delimiter", "format", "sheet"):
         defaults.pop(key, None)  # REDCap dates are decoded here, by validation type
     mapping_out["defaults"] = defaults
+    built: Any = None
     for table in TARGETS:
         spec = spec_all.get(table)
         if table == "assessments" and blocks is not None:
@@ -567,6 +626,7 @@ def import_redcap(
                          file_label, report, log)
         if built is not None:
             mapping_out[table] = built
+    del codes, labels, built  # the sections hold what is needed: free the decoded export
     if not report.ok:
         return finish_import(None, {}, report, log)
     mapping_out["_base"] = base
@@ -679,7 +739,7 @@ def _section(table, spec, fields, forms, codes, labels, identifiers, record_id, 
         f = by_column.get(c)
         text_target = any(kinds.get(t) == "text" for t in targets_of.get(c, []))
         use_labels = f is not None and f.choices and f.type != "checkbox" and text_target
-        out[c] = labels[c][rows] if use_labels and c in labels else sub_codes[c]
+        out[c] = _as_object(labels[c][rows] if use_labels and c in labels else sub_codes[c])
     # Scale totals from items, then the items leave the frame (used, not unmapped).
     scores = dict(spec.get("scores") or {})
     max_missing = dict(spec.get("max_missing_items") or {})
@@ -687,7 +747,12 @@ def _section(table, spec, fields, forms, codes, labels, identifiers, record_id, 
         from kanalysis.scales import canonical_scale_name
 
         canonical = canonical_scale_name(scale_name)
-        allowed = max_missing.get(scale_name, PRORATE_MAX_MISSING.get(canonical, 0))
+        allowed = max_missing.get(scale_name, max_missing.get(canonical))
+        if allowed is None:
+            try:
+                allowed = get_scale(canonical).max_missing_items
+            except ConfigurationError:
+                allowed = 0  # the unknown scale is reported by _scale_total
         if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 0:
             report.add(label, None, None, f"max_missing_items.{scale_name} must be a whole "
                        "number >= 0")
