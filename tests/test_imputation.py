@@ -351,8 +351,16 @@ def test_tipping_plot(jr_jackknife, tmp_path):
 
     tp = mi.tipping_point(jr_jackknife, REFS, deltas=np.linspace(0, 8, 9), covariates=["BASVAL"])
     ax = tipping_plot(tp)
-    assert ax.get_xlabel() and len(ax.lines) >= 2
+    assert ax.get_xlabel() and len(ax.lines) == 3  # estimate, no-effect line, tipping point
+    assert any("tipping point" in t.get_text() for t in ax.texts)
     ax.figure.savefig(tmp_path / "tp.png")
+    # Not significant without any shift: said in words, no tipping line at delta = 0.
+    shifted = mi.tipping_point(jr_jackknife, REFS, deltas=np.linspace(6, 10, 5),
+                               covariates=["BASVAL"])
+    assert shifted.to_frame()["p_value"].iloc[0] > 0.05 and shifted.tipping_delta == 6
+    ax = tipping_plot(shifted)
+    assert len(ax.lines) == 2
+    assert any("not significant" in t.get_text() for t in ax.texts)
 
 
 # --- other analyses and methods ----------------------------------------------------------------
@@ -467,3 +475,70 @@ def test_refits_agree_with_the_engine_refit_api(antidep):
         for sa, sb in zip(a.samples, b.samples, strict=True):
             np.testing.assert_allclose(sa.params.beta, sb.params.beta, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(sa.params.sigmas, sb.params.sigmas, rtol=2e-5)
+
+
+# --- the names outside checks use, on a freshly drawn trial --------------------------------------
+def _fresh_trial(seed=7):
+    """Two arms named as in ketamine trials, integer week visits, dropouts and intermittent
+    missing values carried as NaN rows, and the ICE table keyed by the same column names."""
+    rng = np.random.default_rng(seed)
+    rows, ice = [], []
+    weeks = [1, 2, 4, 6]
+    cov = 20 * (0.5 + 0.5 * np.eye(4))
+    for arm, mu in (("ketamine", [-8, -10, -11, -12]), ("midazolam", [-4, -5, -6, -6.5])):
+        for j in range(40):
+            pid, b = f"{arm[:3]}-{j}", rng.normal(32, 5)
+            y = np.array(mu) - 0.2 * (b - 32) + rng.multivariate_normal(np.zeros(4), cov)
+            drop = int(rng.integers(1, 8))  # dropout before visit index 1..3, else none
+            for v, w in enumerate(weeks):
+                missing = (drop <= 3 and v >= drop) or (v == 1 and j % 9 == 0)
+                rows.append((pid, arm, w, b, np.nan if missing else y[v]))
+            if drop <= 3:
+                ice.append((pid, weeks[drop], "JR" if arm == "ketamine" else "MAR"))
+    data = pd.DataFrame(rows, columns=["pid", "arm", "week", "madrs0", "madrs_chg"])
+    return data, pd.DataFrame(ice, columns=["pid", "week", "strategy"])
+
+
+@pytest.mark.parametrize("method", [
+    mi.CondMean(resampling="jackknife"), mi.ApproxBayes(n_samples=5, seed=3),
+    mi.BMLMI(B=4, D=2, seed=3), mi.Bayes(n_samples=4, burn_in=20, thin=5, seed=3)],
+    ids=lambda m: type(m).__name__)
+def test_outside_names_on_a_fresh_trial(method):
+    with_nan, ice = _fresh_trial()
+    left_out = with_nan.dropna(subset=["madrs_chg"]).reset_index(drop=True)
+    before = (with_nan.copy(), left_out.copy(), ice.copy())
+    refs = {"ketamine": "midazolam", "midazolam": "midazolam"}
+    frames = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about on clean input
+        for data in (with_nan, left_out):
+            dr = mi.draws(data, "madrs_chg ~ madrs0*week + arm*week", subject="pid",
+                          visit="week", group="arm", ice=ice, method=method, covariance="us")
+            imp = mi.impute(dr, references=refs)
+            res = mi.pool(mi.analyse(imp, covariates=["madrs0"], delta=None))
+            frames.append(res.to_frame())
+    pd.testing.assert_frame_equal(with_nan, before[0])
+    pd.testing.assert_frame_equal(left_out, before[1])
+    pd.testing.assert_frame_equal(ice, before[2])
+    a, b = frames
+    pd.testing.assert_frame_equal(a, b)  # NaN rows or left-out visits: the same analysis
+    for c in ("visit", "parameter", "estimate", "std_error", "ci_lower", "ci_upper", "p_value"):
+        assert c in a.columns
+    assert len(a) == 4 * 3 and not a.duplicated(["visit", "parameter"]).any()
+    assert sorted(a["visit"].unique()) == [1, 2, 4, 6]
+    diff = a[a["parameter"].str.contains("diff")]
+    assert len(diff) == 4 and set(a["parameter"]) - set(diff["parameter"]) == {"ketamine",
+                                                                                "midazolam"}
+    last = a[a["visit"] == 6].set_index("parameter")["estimate"]
+    # the difference is active minus control, the LS-means are the arms'
+    assert last[diff["parameter"].iloc[0]] == pytest.approx(last["ketamine"] - last["midazolam"],
+                                                            abs=1e-8)
+    assert last["ketamine"] < last["midazolam"]  # the drug arm improves more
+    assert (a["ci_lower"] < a["estimate"]).all() and (a["estimate"] < a["ci_upper"]).all()
+    if isinstance(method, mi.CondMean):
+        dt = mi.delta_template(imp, delta=[0, 1, 1, 1], dlag=[1, 1, 1, 1], missing_only=True)
+        assert {"pid", "week", "delta"} <= set(dt.columns)
+        tp = mi.tipping_point(dr, refs, deltas=np.linspace(0, 8, 9), arms=["ketamine"])
+        grid = tp.to_frame()
+        assert grid["estimate"].is_monotonic_increasing  # worse imputed drug values
+        assert np.isfinite(tp.key_numbers()["tipping_delta"])

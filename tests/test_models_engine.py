@@ -565,3 +565,40 @@ def test_non_finite_likelihood_raises_convergence_error():
 
     with pytest.raises(ConvergenceError, match="non-finite"):
         minimise(lambda x: (np.nan, np.array([np.nan])), np.array([0.0]), what="test")
+
+
+def test_mmrm_pattern_sums_equal_the_padded_products():
+    """The compact per-pattern sums (non-zero columns per visit only) equal the sums over the
+    padded subject x visit design, with subject weights, missing visits and a continuous
+    covariate."""
+    rng = np.random.default_rng(11)
+    n, t = 40, 4
+    subj = np.repeat(np.arange(n), t)
+    visit = np.tile(np.arange(t), n)
+    keep = rng.random(n * t) > 0.25
+    subj, visit = subj[keep], visit[keep]
+    arm = (subj % 2).astype(float)
+    base = rng.normal(0, 1, n)[subj]
+    onehot = np.eye(t)[visit][:, 1:]
+    X = np.column_stack([np.ones(len(subj)), base, arm, onehot, onehot * arm[:, None]])
+    y = rng.normal(size=len(subj))
+    y[rng.random(len(y)) < 0.1] = np.nan
+    w = rng.integers(0, 3, n).astype(float)
+    structures = [covariance.make_structure("us", t, list(range(t)))]
+    eng = _engine.MMRMEngine(y, X, visit, subj, n, t, np.zeros(n, int), structures,
+                             subject_weights=w, keep_rows=True)
+    p = X.shape[1]
+    S = eng.n_patterns
+    for s in range(S):
+        b0, b1 = eng.bounds[s], eng.bounds[s + 1]
+        Xs, ys = eng.Xs[b0:b1], eng.ys[b0:b1]  # padded, root-weighted rows of pattern s
+        Txx = np.einsum("njp,nkq->jkpq", Xs, Xs).reshape(t * t, p * p)
+        Txy = np.einsum("njp,nk->jkp", Xs, ys).reshape(t * t, p)
+        np.testing.assert_allclose(eng.Txx[s], Txx, atol=1e-12)
+        np.testing.assert_allclose(eng.Txy[s], Txy, atol=1e-12)
+        np.testing.assert_allclose(eng.Tyy[s], (ys.T @ ys).ravel(), atol=1e-12)
+    # the OLS start uses the engine's own outcome and weights
+    rows = np.isfinite(y) & (w[subj] > 0)
+    sw = w[subj][rows]
+    beta = np.linalg.solve((X[rows] * sw[:, None]).T @ X[rows], (X[rows] * sw[:, None]).T @ y[rows])
+    np.testing.assert_allclose(eng.ols_beta(), beta, rtol=1e-10)

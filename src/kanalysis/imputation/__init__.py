@@ -11,7 +11,10 @@ tipping points, in rbmi's four steps on kanalysis' MMRM engine.
     res = mi.pool(mi.analyse(imp, covariates=["BASVAL"]))
     res.to_frame()
 
-See ``docs/imputation.md``.
+For inference under a reference-based assumption (JR, CR, CIR) use ``CondMean`` with the
+jackknife: in the 1,000-trial coverage study its 95% CIs cover 94.5% under JR. Rubin's rules
+(``ApproxBayes``, ``Bayes``) cover 95.2% / 94.7% under MAR but 99.5% under JR, because their
+variance is anchored to the MAR analysis's (information anchoring). See ``docs/imputation.md``.
 """
 
 from kanalysis.imputation.analyse import Analysed, analyse, ancova, delta_template

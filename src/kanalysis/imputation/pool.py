@@ -19,11 +19,24 @@ r"""Step 4: pool the analyses into one estimate per parameter (rbmi's ``pool``).
 The stochastic methods also report the Monte Carlo SE of the estimate (``mcse``): the jackknife
 over imputations (over bootstrap samples for BMLMI).
 
+Validity (``tests/test_imputation_validity.py``, 1,000 simulated trials, nominal 95%): Rubin's
+rules cover 95.2% (ApproxBayes, 100 imputations) and 94.7% (Bayes) under MAR, and the jackknife
+covers 94.5% under jump to reference. Under JR, Rubin's rules cover 99.5%: their variance is
+1.94 times the estimator's sampling variance and within 1.2% of the MAR analysis's Rubin
+variance. That is information anchoring (Cro, Carpenter & Kenward 2019), a known property of
+Rubin's rules with reference-based imputation (Seaman, White & Leacy 2014; Bartlett 2023), not
+an error: use CondMean + jackknife for frequentist inference under reference-based
+assumptions. Details in ``docs/imputation.md``.
+
 References
 ----------
 Rubin DB (1987). Multiple Imputation for Nonresponse in Surveys. Wiley.
 Barnard J, Rubin DB (1999). Small-sample degrees of freedom with multiple imputation.
 Biometrika 86:948-955.
+Cro S, Carpenter JR, Kenward MG (2019). Information-anchored sensitivity analysis: theory and
+application. J R Stat Soc A 182:623-645.
+Bartlett JW (2023). Reference-based multiple imputation: what is the right variance and how to
+estimate it. Stat Biopharm Res 15:178-186.
 """
 
 from __future__ import annotations

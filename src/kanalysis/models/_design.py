@@ -39,6 +39,8 @@ class Design:
     factor_variables: list[str] = field(default_factory=list)
     dropped_columns: list[str] = field(default_factory=list)
     term_columns: dict = field(default_factory=dict)  # formula term -> its kept columns
+    gram: np.ndarray | None = None  # [X y]'[X y] over the rows with an outcome
+    n_observed: int = 0  # rows with an outcome
 
     # Deprecated spellings (the "groups" of lmm(groups=) are subjects).
     @property
@@ -141,16 +143,18 @@ def build_design(
     observed = frame[response].notna().to_numpy() if response in frame.columns else \
         np.ones(len(frame), dtype=bool)
     n_dropped = int((~keep).sum())
-    frame = frame.loc[keep]
+    if n_dropped:  # row selections copy every column: only when there is something to drop
+        frame = frame.loc[keep]
     if len(frame) == 0 or not (observed & keep).any():
         raise DataValidationError(
             f"{what}: no rows left after dropping rows with missing values in {needed} "
             f"({len(data)} rows given).")
     # Stable sort by subject so that each subject's rows are contiguous and keep their order.
     codes, labels = pd.factorize(frame[subject], sort=True)
-    order = np.argsort(codes, kind="stable")
-    frame = frame.iloc[order]
-    codes = codes[order]
+    if np.any(codes[1:] < codes[:-1]):
+        order = np.argsort(codes, kind="stable")
+        frame = frame.iloc[order]
+        codes = codes[order]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
 
     try:
@@ -163,7 +167,7 @@ def build_design(
     y = np.asarray(mm.lhs, dtype=float).ravel()
     if y.shape[0] != len(frame):
         raise ConfigurationError(f"{what}: the formula must have exactly one outcome column")
-    X = np.asarray(mm.rhs, dtype=float)
+    X = _float_columns(mm.rhs)
     fe_names = [str(c) for c in mm.rhs.columns]
     spec = mm.rhs.model_spec
     term_columns = {str(t): [fe_names[j] for j in idx]
@@ -176,20 +180,25 @@ def build_design(
             "left out; drop them from the formula to silence this warning.",
             StatisticalWarning, stacklevel=3)
     obs = np.isfinite(y)
-    X, fe_names, dropped = _drop_aliased(X, fe_names, what, rows=obs)
+    # One product over the rows gives [X y]'[X y]: the aliasing check, the OLS fit below and
+    # the engines' starting values all use it, so no later step reads the rows for them.
+    gram = _gram(X, y, obs)
+    X, fe_names, dropped, kept = _drop_aliased(X, fe_names, what, gram=gram[:-1, :-1])
+    if dropped:
+        gram = gram[np.ix_(kept + [gram.shape[0] - 1], kept + [gram.shape[0] - 1])]
     term_columns = {t: [c for c in cols if c in set(fe_names)]
                     for t, cols in term_columns.items()}
     if len(starts) < 2:
         raise ConfigurationError(
             f"{what}: the data hold a single subject ({labels[0]!r} in column {subject!r}); "
             "a mixed model needs at least two subjects.")
-    yo, Xo = (y, X) if obs.all() else (y[obs], X[obs])
-    try:
-        beta_ols = np.linalg.solve(Xo.T @ Xo, Xo.T @ yo)
-    except np.linalg.LinAlgError:
-        beta_ols = np.linalg.lstsq(Xo, yo, rcond=None)[0]
-    rss = float(np.sum((yo - Xo @ beta_ols) ** 2))
-    if rss <= 1e-20 * max(float(np.sum(yo**2)), 1e-300) or len(yo) <= X.shape[1]:
+    n_obs = int(obs.sum())
+    yty = float(gram[-1, -1])
+    beta_ols, rss = ols_from_gram(gram)
+    if rss <= 1e-9 * max(yty, 1e-300):  # the Gram's rounding: confirm on the rows
+        yo, Xo = (y, X) if obs.all() else (y[obs], X[obs])
+        rss = float(np.sum((yo - Xo @ beta_ols) ** 2))
+    if rss <= 1e-20 * max(yty, 1e-300) or n_obs <= X.shape[1]:
         raise DataValidationError(
             f"{what}: the fixed effects fit the outcome {response!r} exactly (e.g. it is "
             "constant), so there is no residual variation to model; check the outcome column.")
@@ -200,7 +209,7 @@ def build_design(
     return Design(
         data=frame,
         y=y,
-        X=np.ascontiguousarray(X),
+        X=X,
         fe_names=fe_names,
         model_spec=mm.rhs.model_spec,
         response=response,
@@ -212,41 +221,74 @@ def build_design(
         factor_variables=sorted(factors),
         dropped_columns=dropped,
         term_columns=term_columns,
+        gram=gram,
+        n_observed=n_obs,
     )
 
 
-def _drop_aliased(X: np.ndarray, names: list[str], what: str, rows=None):
+def _float_columns(frame: pd.DataFrame) -> np.ndarray:
+    """The model matrix as one float64 array in column-major order, filled column by column
+    (``np.asarray`` on a frame of mixed integer and float columns interleaves row by row, about
+    ten times slower at a million rows)."""
+    out = np.empty(frame.shape, dtype=float, order="F")
+    for j in range(frame.shape[1]):
+        out[:, j] = frame.iloc[:, j].to_numpy(dtype=float)
+    return out
+
+
+def _gram(X: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``[X y]'[X y]`` over ``rows`` (a boolean mask), by BLAS, without copying the rows."""
+    if not rows.all():
+        X, y = X[rows], y[rows]
+    p = X.shape[1]
+    out = np.empty((p + 1, p + 1))
+    out[:p, :p] = X.T @ X
+    out[:p, p] = out[p, :p] = X.T @ y
+    out[p, p] = y @ y
+    return out
+
+
+def ols_from_gram(gram: np.ndarray) -> tuple[np.ndarray, float]:
+    """OLS coefficients and residual sum of squares from ``[X y]'[X y]``:
+    :math:`\\hat\beta = (X'X)^{-1}X'y`, :math:`RSS = y'y - \\hat\beta'X'y` (floored at 0)."""
+    XtX, Xty, yty = gram[:-1, :-1], gram[:-1, -1], float(gram[-1, -1])
+    try:
+        beta = np.linalg.solve(XtX, Xty)
+    except np.linalg.LinAlgError:
+        beta = np.linalg.lstsq(XtX, Xty, rcond=None)[0]
+    return beta, max(yty - float(beta @ Xty), 0.0)
+
+
+def _drop_aliased(X: np.ndarray, names: list[str], what: str, gram: np.ndarray):
     """Drop columns that are linear combinations of earlier ones (as R's lm/lmer do), judged
-    on ``rows`` (default: all rows)."""
+    on the Gram matrix ``X'X`` of the rows with an outcome. Returns the kept matrix, names,
+    dropped names and kept positions."""
     p = X.shape[1]
     if p == 0:
         raise ConfigurationError(f"{what}: the fixed-effects part of the formula has no columns")
-    Xr = X if rows is None else X[rows]
-    G = Xr.T @ Xr  # one pass over the rows (BLAS)
-    scale = np.sqrt(np.diag(G)).copy()
+    scale = np.sqrt(np.diag(gram)).copy()
     scale[scale == 0] = 1.0
-    Gs = G / np.outer(scale, scale)
+    Gs = gram / np.outer(scale, scale)
     try:  # clearly full rank: the Cholesky factor of the scaled Gram matrix (= R of the QR)
         Rg = np.linalg.cholesky(Gs)
         if np.all(np.abs(np.diag(Rg)) > 1e-6):
-            return X, names, []
+            return X, names, [], list(range(p))
     except np.linalg.LinAlgError:
         pass
-    # Gram-Schmidt in column order via QR of the scaled matrix: a column is aliased when its
-    # residual on the earlier kept columns is numerically zero.
-    Xs = Xr / scale
-    r = np.linalg.qr(Xs, mode="r")
-    diag = np.abs(np.diag(r))
-    keep = diag > 1e-9 * max(diag.max(), 1.0)
-    if keep.all():
-        return X, names, []
-    # Re-check sequentially because QR without pivoting can mis-attribute after a dropped column.
+    # Gram-Schmidt in column order: column j is aliased when its squared residual on the
+    # earlier kept columns, Gs_jj - g' Gs_KK^{-1} g (a Schur complement of the scaled Gram
+    # matrix, i.e. the squared diagonal of R in a QR), is numerically zero.
     kept: list[int] = []
     for j in range(p):
-        cols = kept + [j]
-        rr = np.linalg.qr(Xs[:, cols], mode="r")
-        if abs(rr[-1, -1]) > 1e-9:
+        if kept:
+            g = Gs[kept, j]
+            resid = Gs[j, j] - g @ np.linalg.lstsq(Gs[np.ix_(kept, kept)], g, rcond=None)[0]
+        else:
+            resid = Gs[j, j]
+        if resid > 1e-12 and Gs[j, j] > 0:
             kept.append(j)
+    if len(kept) == p:
+        return X, names, [], kept
     dropped = [names[j] for j in range(p) if j not in kept]
     warnings.warn(
         f"{what}: the fixed-effects column(s) {dropped} are linear combinations of other columns "
@@ -254,7 +296,7 @@ def _drop_aliased(X: np.ndarray, names: list[str], what: str, rows=None):
         StatisticalWarning,
         stacklevel=3,
     )
-    return X[:, kept], [names[j] for j in kept], dropped
+    return np.asfortranarray(X[:, kept]), [names[j] for j in kept], dropped, kept
 
 
 def reference_grid(

@@ -164,21 +164,27 @@ def lmm_sums(y: np.ndarray, X: np.ndarray, Z: np.ndarray, starts: np.ndarray) ->
     G = len(starts)
     n_i = np.diff(np.r_[starts, N])
     codes = np.repeat(np.arange(G), n_i)
-    Wt = np.ascontiguousarray(np.concatenate([X, Z, y[:, None]], axis=1).T)  # (m, N)
+    Wt = np.empty((p + q + 1, N))  # [X Z y]' with rows contiguous (a copy, not a transpose)
+    Wt[:p] = X.T
+    Wt[p : p + q] = Z.T
+    Wt[-1] = y
     Zt = Wt[p : p + q]
     sums = np.empty((p + q + 1, q, G))
+    buf = np.empty(N)  # one work vector for every product: no fresh memory per column
     for j in range(q):
         for k in range(p + q + 1):
             if p <= k < p + j:  # Z'Z is symmetric: copy the entries already summed
                 sums[k, j] = sums[p + j, k - p]
                 continue
-            sums[k, j] = np.bincount(codes, weights=Wt[k] * Zt[j], minlength=G)
+            np.multiply(Wt[k], Zt[j], out=buf)
+            sums[k, j] = np.bincount(codes, weights=buf, minlength=G)
     WtW = Wt @ Wt.T
+    np.multiply(Wt[-1], Wt[-1], out=buf)
     return dict(Bt=np.ascontiguousarray(sums[:p]), At=np.ascontiguousarray(sums[p : p + q]),
                 ct=np.ascontiguousarray(sums[p + q]),
                 XtX=np.ascontiguousarray(WtW[:p, :p]), Xty=WtW[:p, -1].copy(),
                 yty=float(WtW[-1, -1]), N=N, n_i=n_i,
-                yty_i=np.bincount(codes, weights=Wt[-1] * Wt[-1], minlength=G))
+                yty_i=np.bincount(codes, weights=buf, minlength=G))
 
 
 class LMMEngine:
@@ -777,12 +783,9 @@ class MMRMEngine:
         self._cells = (sc, vc)
         n = len(subjects)
         rw = np.sqrt(self.subject_weights)
-        Xf = np.zeros((n, t, p))
-        Xf[sc, vc] = X[rows] * rw[sc, None]
-        yf = np.zeros((n, t))
-        yf[sc, vc] = y[rows] * rw[sc]
-        mask = np.zeros((n, t), dtype=bool)
-        mask[sc, vc] = True
+        row_of = np.full((n, t), -1, dtype=np.int64)  # row of X holding (subject, visit)
+        row_of[sc, vc] = np.flatnonzero(rows)
+        mask = row_of >= 0
         bits = (mask * (1 << np.arange(t, dtype=np.int64))).sum(1)
         key = np.asarray(cov_group, dtype=np.int64)[subjects] * (1 << t) + bits
         ukeys, pat = np.unique(key, return_inverse=True)
@@ -799,32 +802,27 @@ class MMRMEngine:
         bounds = np.r_[0, np.cumsum(np.bincount(pat, minlength=S))]
         self.order = order
         self.bounds = bounds
-        Tyy = np.empty((S, t, t))
         # Pattern sums of x_ij x_ik' cost S t^2 p^2 doubles; beyond the budget (many visits,
         # many patterns and many fixed effects) keep the padded subject data instead and
         # contract it pattern by pattern in each evaluation.
         self.pattern_stats = S * t * t * p * p <= self.max_pattern_doubles
         if self.pattern_stats:
-            Txx = np.empty((S, t, t, p, p))
-            Txy = np.empty((S, t, t, p))
-            for s in range(S):
-                idx = order[bounds[s] : bounds[s + 1]]
-                Xs = Xf[idx].reshape(len(idx), t * p)
-                ys = yf[idx]
-                Txx[s] = (Xs.T @ Xs).reshape(t, p, t, p).transpose(0, 2, 1, 3)
-                Txy[s] = (Xs.T @ ys).reshape(t, p, t).transpose(0, 2, 1)
-                Tyy[s] = ys.T @ ys
-            self.Txx = Txx.reshape(S, t * t, p * p)
-            self.Txy = Txy.reshape(S, t * t, p)
+            self.Txx, self.Txy, Tyy = self._pattern_sums(X, y, row_of, rw)
         else:
             keep_rows = True
-            for s in range(S):
-                ys = yf[order[bounds[s] : bounds[s + 1]]]
-                Tyy[s] = ys.T @ ys
         if keep_rows:
+            Xf = np.zeros((n, t, p))
+            Xf[sc, vc] = X[rows] * rw[sc, None]
+            yf = np.zeros((n, t))
+            yf[sc, vc] = y[rows] * rw[sc]
             self.Xs = np.ascontiguousarray(Xf[order])
             self.ys = np.ascontiguousarray(yf[order])
-        del Xf, yf
+            del Xf, yf
+            if not self.pattern_stats:
+                Tyy = np.empty((S, t, t))
+                for s in range(S):
+                    ys = self.ys[bounds[s] : bounds[s + 1]]
+                    Tyy[s] = ys.T @ ys
         self.Tyy = Tyy.reshape(S, t * t)
         self.pm2 = (self.pat_mask[:, :, None] & self.pat_mask[:, None, :]).astype(float)
         self.eye_fill = np.zeros((S, t, t))
@@ -833,6 +831,56 @@ class MMRMEngine:
         self.n_groups_cov = len(structures)
         self.nat_sizes = [st.n_natural for st in structures]
         self.opt_sizes = [st.n_opt for st in structures]
+
+    def _pattern_sums(self, X, y, row_of, rw):
+        r"""Per-pattern sums :math:`T^{xx}_{s,jk} = \sum_{i \in s} x_{ij} x_{ik}'`,
+        :math:`T^{xy}_{s,jk} = \sum_i x_{ij} y_{ik}` and :math:`T^{yy}_{s,jk} = \sum_i y_{ij}
+        y_{ik}` (rows scaled by the root subject weights), in one gather of the rows.
+
+        For each pattern the observed visits' rows are laid side by side, keeping at each visit
+        only the columns of X that are non-zero there: with factor-coded visits (``arm *
+        C(visit)``) a visit's row has a handful of non-zero entries out of p, so the product
+        below is over about (t p / k)^2 times fewer entries than the padded t p columns, with k
+        the columns per visit.
+        """
+        t, p, S = self.t, self.p, self.n_patterns
+        Txx = np.zeros((S, t * p, t * p))
+        Txy = np.zeros((S, t * p, t))
+        Tyy = np.zeros((S, t, t))
+        for s in range(S):
+            idx = self.order[self.bounds[s] : self.bounds[s + 1]]
+            vis = np.flatnonzero(self.pat_mask[s])
+            w = rw[idx][:, None]
+            blocks, cols = [], []
+            yc = np.empty((len(idx), len(vis)))
+            for a, j in enumerate(vis):
+                r = row_of[idx, j]
+                block = X[r]
+                nz = np.flatnonzero(np.any(block != 0, axis=0))
+                blocks.append(block[:, nz] * w)
+                cols.append(j * p + nz)
+                yc[:, a] = y[r] * w[:, 0]
+            Xc = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(idx), 0))
+            ci = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+            Txx[s][np.ix_(ci, ci)] = Xc.T @ Xc
+            Txy[s][np.ix_(ci, vis)] = Xc.T @ yc
+            Tyy[s][np.ix_(vis, vis)] = yc.T @ yc
+        Txx = Txx.reshape(S, t, p, t, p).transpose(0, 1, 3, 2, 4).reshape(S, t * t, p * p)
+        Txy = Txy.reshape(S, t, p, t).transpose(0, 1, 3, 2).reshape(S, t * t, p)
+        return np.ascontiguousarray(Txx), np.ascontiguousarray(Txy), Tyy
+
+    def ols_beta(self):
+        r"""Ordinary (weighted) least squares on this engine's outcome and weights, from the
+        sufficient statistics: :math:`(\sum_{ij} x_{ij}x_{ij}')^{-1} \sum_{ij} x_{ij}y_{ij}`."""
+        t, p = self.t, self.p
+        if self.pattern_stats:
+            diag = np.arange(t) * (t + 1)
+            XtX = self.Txx[:, diag].sum(axis=(0, 1)).reshape(p, p)
+            Xty = self.Txy[:, diag].sum(axis=(0, 1))
+        else:
+            XtX = np.einsum("ntp,ntq->pq", self.Xs, self.Xs)
+            Xty = np.einsum("ntp,nt->p", self.Xs, self.ys)
+        return sym_solve(XtX, Xty)
 
     def with_outcome(self, y):
         """A copy of this engine for a new outcome vector observed on the same rows (the
@@ -1078,18 +1126,24 @@ class MMRMEngine:
         if self.pattern_stats:
             Wt = np.transpose(W, (0, 2, 1))
             for g in range(self.n_groups_cov):
-                for sel in _chunks(np.flatnonzero(self.pat_group == g), t * p * p):
+                for sel in _chunks(np.flatnonzero(self.pat_group == g), t * t * p * p, 3e5):
                     n = len(sel)
                     T = self.Txx[sel].reshape(n, t, t * p * p)
                     tmp = (Wt[sel] @ T).reshape(n, t, t, p * p)  # [s, a, l, pq]
-                    out = np.swapaxes(tmp, 2, 3) @ W[sel][:, None]  # [s, a, pq, b]
-                    Y[g] += np.transpose(out.sum(0), (0, 2, 1)).reshape(t, t, p, p)
+                    # contiguous [s, (a, pq), l] so that the second product is one BLAS call
+                    # per pattern (matmul on a transposed view takes numpy's slow loop)
+                    tmp = np.ascontiguousarray(tmp.transpose(0, 1, 3, 2)).reshape(
+                        n, t * p * p, t)
+                    out = (tmp @ W[sel]).sum(0).reshape(t, p * p, t)  # [a, pq, b]
+                    Y[g] += np.transpose(out, (0, 2, 1)).reshape(t, t, p, p)
                     if beta is not None:
                         Txr = self.Txy[sel].reshape(n, t, t, p) - \
                             (self.Txx[sel].reshape(n, t, t, p, p) @ beta)
                         tmp = (Wt[sel] @ Txr.reshape(n, t, t * p)).reshape(n, t, t, p)
-                        out = np.swapaxes(tmp, 2, 3) @ W[sel][:, None]  # [s, a, p, b]
-                        Yr[g] += np.transpose(out.sum(0), (0, 2, 1))
+                        tmp = np.ascontiguousarray(tmp.transpose(0, 1, 3, 2)).reshape(
+                            n, t * p, t)
+                        out = (tmp @ W[sel]).sum(0).reshape(t, p, t)  # [a, p, b]
+                        Yr[g] += np.transpose(out, (0, 2, 1))
             return Y, Yr
         for s in range(S):
             g = self.pat_group[s]

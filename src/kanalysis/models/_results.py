@@ -106,6 +106,12 @@ def _newton(fun_grad, x, f, g, lo, max_iter, tol=1e-8, hess=None):
         step[free] = -(V / w) @ (V.T @ g[free])
         decrement = float(-g @ step)
         if pd_ok and decrement < 1e-10:
+            # converged; the step in hand is still taken (one evaluation, no Hessian) so that
+            # the estimates carry the digits of a last quadratic step
+            xn = np.maximum(x + step, lo)
+            fn, gn = fun_grad(xn)
+            if np.isfinite(fn) and fn <= f + 1e-12 * max(abs(f), 1.0):
+                return xn, fn, gn, True
             return x, f, g, True
         improved = False
         lam = 1.0

@@ -22,7 +22,13 @@ from scipy import stats
 
 from kanalysis.errors import ConfigurationError, ConvergenceWarning, StatisticalWarning
 from kanalysis.models import inference
-from kanalysis.models._design import Design, _required_variables, build_design, design_rows
+from kanalysis.models._design import (
+    Design,
+    _float_columns,
+    _required_variables,
+    build_design,
+    design_rows,
+)
 from kanalysis.models._engine import LMMEngine, LMMPatternEngine, lmm_sums
 from kanalysis.models._results import (
     FixedEffectsResult,
@@ -108,7 +114,7 @@ class LMMResult(FixedEffectsResult):
         self._init_inference(st["beta"], st["cov_beta"], P, W)
         self.cov_theta_sigma = W
         b = engine.blups(nat) / z_scale[None, :]
-        self.random_effects = pd.DataFrame(b, index=pd.Index(design.group_labels, name=groups),
+        self.random_effects = pd.DataFrame(b, index=pd.Index(design.subject_labels, name=groups),
                                            columns=re_names)
         self._check_boundary(G_internal, ok)
 
@@ -270,22 +276,22 @@ def lmm(data: pd.DataFrame, formula: str, groups: str, re_formula: str = "~ 1",
     except Exception as exc:
         raise ConfigurationError(f"lmm: could not build the random-effects design "
                                  f"{re_formula!r}: {exc}") from exc
-    Z = np.ascontiguousarray(np.asarray(Zmm, dtype=float))
+    Z = _float_columns(Zmm)
     re_names = [str(c) for c in Zmm.columns]
     if Z.shape[1] == 0:
         raise ConfigurationError("lmm: re_formula gives no random effects")
-    z_scale = np.sqrt(np.mean(Z**2, axis=0))
+    z_scale = np.sqrt(np.einsum("ij,ij->j", Z, Z) / Z.shape[0])
     z_scale[~(z_scale > 0)] = 1.0
-    Z = Z / z_scale
+    Z /= z_scale
     t_design = time.perf_counter()
     # The one pass over the rows: per-subject X'Z, Z'Z, Z'y and the totals.
-    sums = lmm_sums(design.y, design.X, Z, design.group_starts)
+    sums = lmm_sums(design.y, design.X, Z, design.subject_starts)
     pat, keys = LMMPatternEngine.patterns(np.transpose(sums["At"], (2, 0, 1)))
     if LMMPatternEngine.feasible(len(keys), len(pat), design.X.shape[1], Z.shape[1]):
-        engine = LMMPatternEngine(design.y, design.X, Z, design.group_starts, reml=reml,
+        engine = LMMPatternEngine(design.y, design.X, Z, design.subject_starts, reml=reml,
                                   patterns=(pat, keys), sums=sums)
     else:
-        engine = LMMEngine(design.y, design.X, Z, design.group_starts, reml=reml, sums=sums)
+        engine = LMMEngine(design.y, design.X, Z, design.subject_starts, reml=reml, sums=sums)
     del Z
     t_sums = time.perf_counter()
     if engine.N <= engine.p:

@@ -39,8 +39,8 @@ from kanalysis.errors import (
     DataValidationError,
     FitFailedError,
 )
-from kanalysis.models._design import build_design, design_rows
-from kanalysis.models._engine import MMRMEngine, sym_solve
+from kanalysis.models._design import build_design, design_rows, ols_from_gram
+from kanalysis.models._engine import MMRMEngine
 from kanalysis.models._results import optimise, single_thread_blas
 from kanalysis.models._visits import _order_by_precedence, _ordered_levels
 from kanalysis.models.covariance import STRUCTURES, make_structure
@@ -198,9 +198,8 @@ class MMRMModel:
         # The optimiser works on the outcome divided by its OLS residual SD, so that its
         # parameters, gradient and stopping rule do not depend on the outcome's units; this
         # scale is fixed here, for every later refit.
-        X, y = design.X[obs], self.y[obs]
-        beta0 = sym_solve(X.T @ X, X.T @ y)
-        sd = float(np.sqrt(np.mean((y - X @ beta0) ** 2)))
+        _, rss = ols_from_gram(design.gram)
+        sd = float(np.sqrt(rss / n_obs))
         self._scale = sd if sd > 0 and np.isfinite(sd) else 1.0
         self._last = {}  # covariance name -> last converged optimisation parameters
         self.covariance = None  # the structure chosen by the first successful fit
@@ -231,12 +230,17 @@ class MMRMModel:
         spatial = [c for c in self.covariance_candidates
                    if getattr(STRUCTURES[c], "needs_coordinates", False)]
         if self.time is None:
-            if spatial:
-                raise ConfigurationError(
-                    f"mmrm: covariance {spatial[0]!r} needs the visits' times: give "
-                    "time='column' (a numeric column, one value per visit level, e.g. AVISITN "
-                    "or the scheduled day)")
-            return
+            if not spatial:
+                return
+            if pd.api.types.is_numeric_dtype(frame[self.visit]) and \
+                    not pd.api.types.is_bool_dtype(frame[self.visit]):
+                # a numeric visit (AVISITN, week) is its own coordinate, as SAS SP(EXP)(visit)
+                self.visit_times = np.asarray(self.visit_levels, dtype=float)
+                return
+            raise ConfigurationError(
+                f"mmrm: covariance {spatial[0]!r} needs the visits' times: the visit column "
+                f"{self.visit!r} is not numeric, so give time='column' (a numeric column, one "
+                "value per visit level, e.g. AVISITN or the scheduled day)")
         col = frame[self.time]
         if not pd.api.types.is_numeric_dtype(col):
             raise ConfigurationError(f"mmrm: the time column {self.time!r} must be numeric")
@@ -367,12 +371,7 @@ class MMRMModel:
     def _cold_starts(self, engine, structures):
         """Starting values: the empirical covariance of OLS residuals, an uncorrelated and an
         exchangeable covariance with the same variances."""
-        rows = engine._rows
-        yw = self.y[rows] / self._scale
-        Xr = self.design.X[rows]
-        if self._root_w is not None:
-            yw, Xr = yw * self._root_w[rows], Xr * self._root_w[rows][:, None]
-        beta0 = sym_solve(Xr.T @ Xr, Xr.T @ yw)
+        beta0 = engine.ols_beta()  # on the engine's own outcome and weights
         S_emp = engine.empirical_cov(beta0)
         starts = [("empirical", S_emp)]
         t = self.n_visits

@@ -40,10 +40,16 @@ def tipping_plot(result, *, ax=None, xlabel: str | None = None,
     ax.plot(d, grid["estimate"], color=color, lw=1.5, label="estimate")
     ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
     td = result.tipping_delta
+    alpha = 1 - result.conf_level
     if td is not None and np.isscalar(td) and np.isfinite(td):
-        ax.axvline(td, color="0.2", lw=0.8, ls=":")
-        ax.annotate(f"tipping point\n$\\delta$ = {td:.2f}", xy=(td, ax.get_ylim()[1]),
-                    xytext=(4, -4), textcoords="offset points", va="top", fontsize="small")
+        if td == d[np.argmin(np.abs(d))] and grid["p_value"].to_numpy(float)[
+                np.argmin(np.abs(d))] >= alpha:  # no shift needed: not significant already
+            ax.annotate(f"not significant at $\\delta$ = {td:g}", xy=(0.02, 0.98),
+                        xycoords="axes fraction", va="top", fontsize="small")
+        else:
+            ax.axvline(td, color="0.2", lw=0.8, ls=":")
+            ax.annotate(f"tipping point\n$\\delta$ = {td:.2f}", xy=(td, ax.get_ylim()[1]),
+                        xytext=(4, -4), textcoords="offset points", va="top", fontsize="small")
     arms = ", ".join(map(str, result.arms))
     ax.set_xlabel(xlabel or f"Delta added to imputed values ({arms})")
     ax.set_ylabel(f"{ylabel}, visit {result.visit}")
