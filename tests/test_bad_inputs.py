@@ -420,6 +420,12 @@ def c_synth_out_under_file(t, s):
     return _synth("--out", str(t / "file.txt" / "cohort")), "which is a file, not a folder"
 
 
+def c_synth_out_two_levels_under_file(t, s):
+    (t / "notes.txt").write_text("x")
+    return _synth("--out", str(t / "notes.txt" / "runs" / "cohort")), \
+        "lies under"
+
+
 def c_synth_out_not_writable(t, s):
     return _synth("--out", "/proc/kanalysis-test/cohort"), "cannot write"
 
@@ -779,6 +785,30 @@ def test_bad_input_is_a_clear_error(name, tmp_path, small_cohort, capsys, monkey
     assert "Traceback" not in text
     assert phrase in text, f"{name}: {phrase!r} not in\n{text}"
     assert _tree(work) == before, f"{name}: files changed"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_messages_show_paths_as_given(name, tmp_path, small_cohort, capsys, monkeypatch,
+                                                tmp_path_factory):
+    """The same cases with every path given relative to the working folder: no message may show
+    the machine's absolute path of any of them (resolved, real or otherwise)."""
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "case"
+    work.mkdir()
+    argv, _ = CASES[name](work, small_cohort)
+    base = tmp_path_factory.getbasetemp()
+    roots = {str(base), os.path.realpath(base)}
+    here = os.getcwd()  # a case may have moved into its own folder
+    argv = [os.path.relpath(a, here) if any(a.startswith(r) for r in roots) else a for a in argv]
+    with _deadline(60):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    out = capsys.readouterr()
+    text = out.out + out.err
+    for root in roots:
+        assert root not in text, f"{name}: absolute path in the message:\n{text}"
 
 
 # --- bad-looking inputs that are handled correctly (exit 0) --------------------------------------

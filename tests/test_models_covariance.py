@@ -226,3 +226,14 @@ def test_empirical_matches_clubsandwich_cr0(fev):
         np.testing.assert_allclose(fit.bse, rec["se"], rtol=1e-5)
         np.testing.assert_allclose(fit.df, rec["df"], rtol=1e-5)
         np.testing.assert_allclose(fit.cov_params().to_numpy(), rec["vcov"], rtol=1e-5)
+
+
+def test_sp_exp_uses_a_numeric_visit_as_its_coordinates(fev):
+    """Without time=, a numeric visit column is the coordinate (SAS SP(EXP)(VISITN))."""
+    d = fev.assign(VISITN=fev["AVISIT"].str.extract(r"(\d+)")[0].astype(int))
+    by_visit = ka.mmrm(d, "FEV1 ~ ARMCD", subject="USUBJID", visit="VISITN",
+                       covariance="sp_exp")
+    by_time = ka.mmrm(d, "FEV1 ~ ARMCD", subject="USUBJID", visit="AVISIT",
+                      covariance="sp_exp", time="VISITN")
+    assert by_visit.llf == pytest.approx(by_time.llf, rel=1e-9)
+    np.testing.assert_allclose(by_visit.fe_params, by_time.fe_params, rtol=1e-7)

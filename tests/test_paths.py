@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,16 @@ def test_input_file_checks(tmp_path):
     with pytest.raises(InputFileError, match="not a folder"):
         check_input_dir(f)
     assert issubclass(InputFileError, KanalysisError) and issubclass(OutputPathError, KanalysisError)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_path_any_levels_under_a_file_names_the_file_as_given(tmp_path, monkeypatch, levels):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    target = Path("notes.txt", *["sub"] * levels)
+    for check in (check_output_dir, check_output_file):
+        with pytest.raises(OutputPathError) as err:
+            check(target)
+        message = str(err.value)
+        assert "lies under 'notes.txt', which is a file" in message
+        assert str(tmp_path) not in message and "cannot be inspected" not in message

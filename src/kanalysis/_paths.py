@@ -152,11 +152,12 @@ def _real(path: Path) -> Path:
 
 
 def _under_file(path: Path) -> Path | None:
-    """The first existing ancestor of ``path`` that is not a folder (a path 'under a file')."""
-    for parent in _real(path).parents:
+    """The nearest existing ancestor of ``path`` when it is not a folder (a path 'under a file'),
+    named as in ``path`` (relative stays relative), however many levels below it ``path`` lies."""
+    for parent in path.parents:
         try:
             st = parent.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a level further under the file
             continue
         except OSError:
             return None
@@ -167,20 +168,31 @@ def _under_file(path: Path) -> Path | None:
 
 
 def _nearest_existing(path: Path) -> Path:
-    p = _real(path).parent
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
+    """The nearest existing ancestor folder of ``path``, named as in ``path`` (``.`` for a bare
+    relative name)."""
+    for parent in path.parents:
+        if parent.exists():
+            return parent
+    return Path(path.anchor or ".")
 
 
-def _check_writable(folder: Path, shown: str, what: str) -> None:
-    """Can a file be created in ``folder``? Probed with a temporary file (root ignores modes)."""
+def _parent_as_given(out: Path) -> str:
+    """The folder holding ``out``, named relative to ``out`` as given (``..`` for ``.``)."""
+    return str(out.parent) if out.name not in ("", "..") else os.path.join(str(out), os.pardir)
+
+
+def _check_writable(folder: Path, shown: str, what: str, named: str | None = None) -> None:
+    """Can a file be created in ``folder``? Probed with a temporary file (root ignores modes).
+
+    The message names the folder as ``named`` (the way the user gave the output), else as
+    ``folder``.
+    """
     try:
         fd, probe = tempfile.mkstemp(prefix=".kanalysis-probe-", dir=folder)
     except OSError as err:
         raise OutputPathError(
-            f"{what} {shown!r}: cannot write in {str(folder)!r} ({err.strerror or err}); choose a "
-            "folder you can write to."
+            f"{what} {shown!r}: cannot write in {named or str(folder)!r} ({err.strerror or err}); "
+            "choose a folder you can write to."
         ) from None
     os.close(fd)
     os.unlink(probe)
@@ -271,8 +283,8 @@ def check_output_dir(
                 f"{what} {shown!r} already exists and {kind}; kanalysis replaces only folders it "
                 "wrote itself: choose a new or empty folder."
             )
-        _check_writable(_real(out).parent, shown, what)
-        _check_writable(_real(out), shown, what)
+        _check_writable(_real(out).parent, shown, what, named=_parent_as_given(out))
+        _check_writable(_real(out), shown, what, named=shown)
     else:
         _check_writable(_nearest_existing(out), shown, what)
     return out
@@ -322,7 +334,7 @@ def check_output_file(
         if not signatures or not any(head.lstrip().startswith(s) for s in signatures):
             raise OutputPathError(f"{what} {shown!r} already exists and was not written by "
                                   "kanalysis; it will not be replaced: choose another name.")
-        _check_writable(_real(out).parent, shown, what)
+        _check_writable(_real(out).parent, shown, what, named=_parent_as_given(out))
     else:
         _check_writable(_nearest_existing(out), shown, what)
     return out

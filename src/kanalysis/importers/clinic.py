@@ -466,7 +466,7 @@ def _stage_table(
         # freed once this table is staged.
         raw = spec.pop("_frame")
     else:
-        path = (base / spec["file"]).resolve() if not Path(spec["file"]).is_absolute() else Path(spec["file"])
+        path = base / spec["file"]  # as the user wrote it (relative stays relative in messages)
         label = f"{path.name} ({table})"
         raw = read_table_file(
             path, label=label, report=report, format=setting.get("format"),

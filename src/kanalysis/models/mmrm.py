@@ -63,7 +63,8 @@ def mmrm(data: pd.DataFrame, formula: str, subject: str, visit: str, covariance=
         Explicit order of the visit levels (overrides the rule above).
     time : str, optional
         Numeric column with each visit's time (one value per visit level, e.g. ``AVISITN`` or
-        the scheduled day), the coordinates of the spatial structure ``sp_exp``.
+        the scheduled day), the coordinates of the spatial structure ``sp_exp``. Without it a
+        numeric ``visit`` column serves as the coordinates.
     weights : str, optional
         Column of positive observation weights (SAS ``WEIGHT``, R mmrm ``weights``): the
         residual covariance of subject *i* is :math:`W_i^{-1/2}\Sigma W_i^{-1/2}`, so an

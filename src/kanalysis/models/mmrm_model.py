@@ -230,12 +230,17 @@ class MMRMModel:
         spatial = [c for c in self.covariance_candidates
                    if getattr(STRUCTURES[c], "needs_coordinates", False)]
         if self.time is None:
-            if spatial:
-                raise ConfigurationError(
-                    f"mmrm: covariance {spatial[0]!r} needs the visits' times: give "
-                    "time='column' (a numeric column, one value per visit level, e.g. AVISITN "
-                    "or the scheduled day)")
-            return
+            if not spatial:
+                return
+            if pd.api.types.is_numeric_dtype(frame[self.visit]) and \
+                    not pd.api.types.is_bool_dtype(frame[self.visit]):
+                # a numeric visit (AVISITN, week) is its own coordinate, as SAS SP(EXP)(visit)
+                self.visit_times = np.asarray(self.visit_levels, dtype=float)
+                return
+            raise ConfigurationError(
+                f"mmrm: covariance {spatial[0]!r} needs the visits' times: the visit column "
+                f"{self.visit!r} is not numeric, so give time='column' (a numeric column, one "
+                "value per visit level, e.g. AVISITN or the scheduled day)")
         col = frame[self.time]
         if not pd.api.types.is_numeric_dtype(col):
             raise ConfigurationError(f"mmrm: the time column {self.time!r} must be numeric")
