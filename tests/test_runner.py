@@ -369,6 +369,11 @@ def test_run_out_onto_a_file_or_an_unwritable_place(monkeypatch, tiny_dir, tmp_p
     assert target.read_text() == "my notes"
     code, err = _cli_run(monkeypatch, tiny_dir, capsys, "--out", str(target / "sub"))
     assert code != 0 and "is a file" in err
+    # given relative to the working folder, the message names the file the same way
+    monkeypatch.chdir(tmp_path)
+    code, err = _cli_run(monkeypatch, tiny_dir, capsys, "--out", "notes.txt/sub/run")
+    assert code != 0 and "'notes.txt' is a file" in err
+    assert str(tmp_path) not in err and str(tmp_path.resolve()) not in err
     # /proc refuses new folders even for root, so this holds whoever runs the tests.
     code, err = _cli_run(monkeypatch, tiny_dir, capsys, "--out", "/proc/kanalysis-test")
     assert code != 0 and ("cannot write" in err or "Cannot create" in err)

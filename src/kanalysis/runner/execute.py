@@ -214,8 +214,12 @@ def _check_run_folder(run_dir: Path, inputs: Iterable[Path]) -> None:
 
     for parent in run_dir.parents:
         if parent.exists() and not parent.is_dir():
+            try:  # named as the user would type it, not as an absolute path of the machine
+                shown = parent.resolve().relative_to(Path.cwd().resolve()).as_posix()
+            except ValueError:
+                shown = parent.name
             raise ConfigurationError(
-                f"--out: {parent} is a file, not a folder; pass a folder (it is created if "
+                f"--out: {shown!r} is a file, not a folder; pass a folder (it is created if "
                 "missing). Nothing was changed."
             )
     check_output_dir(run_dir, inputs=list(inputs), marker=None, what="The run folder")
