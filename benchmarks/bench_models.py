@@ -38,8 +38,8 @@ that the host has not yet backed costs about 20 us per 4 KB page (measured: 92 M
 memory 0.54 s, the same allocation again 0.01 s), and freed memory is handed back to the
 host, so a single fit in a fresh process also measures how much memory it touches and how
 long the host takes to supply it, which varies from run to run by a factor of three.
-Peak memory is the worker process's peak resident set size (``ru_maxrss`` from ``os.wait4``,
-interpreter and data included). A peer fit predicted (from its previous size, linearly in
+Peak memory is the worker process's own peak resident set size since it started (``VmHWM``,
+read by the worker at its end, in Python and in R; interpreter and data included). A peer fit predicted (from its previous size, linearly in
 subjects) to take longer than ``--skip-over`` is skipped and marked so; every peer also has a
 largest size per design (``PEER_MAX``) so that the default run stays near 20 minutes. The
 1-minute load average is recorded at the start of every fit (the machine may be shared).
@@ -115,7 +115,10 @@ timed <- function(make_fit) {
 }
 """
 R_TAIL = r"""
-writeLines(toJSON(list(seconds = min(sec), seconds_all = I(sec), params = as.list(beta), llf = as.numeric(logLik(fit)),
+hwm <- grep("^VmHWM:", readLines("/proc/self/status"), value = TRUE)
+peak_mb <- as.numeric(gsub("[^0-9]", "", hwm)) / 1024
+writeLines(toJSON(list(seconds = min(sec), seconds_all = I(sec), peak_rss_self_mb = peak_mb,
+                       params = as.list(beta), llf = as.numeric(logLik(fit)),
                        messages = I(as.character(msgs))), auto_unbox = TRUE, digits = NA), a[2])
 """
 R_SCRIPTS = {
@@ -194,10 +197,11 @@ def canonical(term: str) -> str:
 
 
 # --------------------------------------------------------------------------- Python workers
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set (``VmRSS``) or its peak since exec (``VmHWM``), in MB."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
@@ -302,6 +306,7 @@ def run_worker(kind: str, data_path: str, out_path: str, repeat: int = 2,
             out["messages"].append(f"design timing unavailable: {exc}")
         out["design_seconds"] = design_seconds
         out["n_patterns"] = int(getattr(res, "n_patterns", 0) or 0)
+    out["peak_rss_self_mb"] = _rss_mb("VmHWM")
     with open(out_path, "w") as fh:
         json.dump(out, fh)
 
@@ -326,7 +331,10 @@ def _spawn(cmd: list[str], out_path: str) -> dict:
         return {"error": f"exit {code}: {' '.join(err.strip().splitlines()[-2:])[:200]}"}
     with open(out_path) as fh:
         out = json.load(fh)
-    out["peak_rss_mb"] = usage.ru_maxrss / 1024.0  # Linux: kilobytes
+    # The worker's own peak since exec (VmHWM). ru_maxrss from wait4 is not used when the
+    # worker gives its own: it also counts the pages of the driver that the child held between
+    # fork and exec, so every fit after a large one would show the driver's size.
+    out["peak_rss_mb"] = out.get("peak_rss_self_mb") or usage.ru_maxrss / 1024.0
     return out
 
 

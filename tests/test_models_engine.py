@@ -414,6 +414,7 @@ def test_mmrm_raw_data_mode_equals_pattern_sums(monkeypatch, df_method):
     d = d[np.random.default_rng(2).random(len(d)) > 0.25]
     kw = dict(subject="subject_id", visit="visit", covariance="csh", df_method=df_method,
               group="arm")
+    monkeypatch.setattr(_engine.MMRMEngine, "pattern_over_rows", np.inf)
     a = ka.mmrm(d, "score ~ C(visit) * arm", **kw)
     monkeypatch.setattr(_engine.MMRMEngine, "max_pattern_doubles", 0)
     b = ka.mmrm(d, "score ~ C(visit) * arm", **kw)
@@ -567,10 +568,11 @@ def test_non_finite_likelihood_raises_convergence_error():
         minimise(lambda x: (np.nan, np.array([np.nan])), np.array([0.0]), what="test")
 
 
-def test_mmrm_pattern_sums_equal_the_padded_products():
+def test_mmrm_pattern_sums_equal_the_padded_products(monkeypatch):
     """The compact per-pattern sums (non-zero columns per visit only) equal the sums over the
     padded subject x visit design, with subject weights, missing visits and a continuous
     covariate."""
+    monkeypatch.setattr(_engine.MMRMEngine, "pattern_over_rows", np.inf)
     rng = np.random.default_rng(11)
     n, t = 40, 4
     subj = np.repeat(np.arange(n), t)
@@ -602,3 +604,20 @@ def test_mmrm_pattern_sums_equal_the_padded_products():
     sw = w[subj][rows]
     beta = np.linalg.solve((X[rows] * sw[:, None]).T @ X[rows], (X[rows] * sw[:, None]).T @ y[rows])
     np.testing.assert_allclose(eng.ols_beta(), beta, rtol=1e-10)
+
+
+def test_mmrm_engine_keeps_pattern_sums_only_when_they_pay(traj):
+    """Pattern sums for a visit schedule shared by many subjects; the padded rows when nearly
+    every subject has its own pattern of many visits (the sums would be larger than the data)."""
+    few = ka.mmrm(traj, "score ~ C(visit) * arm", subject="subject_id", visit="visit",
+                  covariance="ar1")
+    assert few.engine.pattern_stats
+    rng = np.random.default_rng(4)
+    n, t = 60, 12
+    d = pd.DataFrame({"subject_id": np.repeat(np.arange(n), t), "visit": np.tile(np.arange(t), n),
+                      "arm": np.repeat(rng.choice(["a", "b"], n), t)})
+    d["score"] = rng.normal(size=len(d)) + d["visit"] * 0.2
+    d = d[rng.random(len(d)) > 0.3]
+    many = ka.mmrm(d, "score ~ C(visit) * arm", subject="subject_id", visit="visit",
+                   covariance="ar1")
+    assert not many.engine.pattern_stats

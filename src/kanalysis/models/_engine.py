@@ -751,6 +751,8 @@ class MMRMEngine:
     """
 
     max_pattern_doubles = 2.5e7  # 200 MB of pattern sums at most
+    pattern_over_rows = 4.0  # pattern sums up to 4x the work of a pass over the padded rows
+    small_pattern_doubles = 1e6  # below 8 MB a read of the sums is cheaper than any row loop
 
     def __init__(self, y, X, visit_code, subj_code, n_subj, n_visits, cov_group, structures,
                  reml=True, subject_weights=None, keep_rows=False):
@@ -802,10 +804,15 @@ class MMRMEngine:
         bounds = np.r_[0, np.cumsum(np.bincount(pat, minlength=S))]
         self.order = order
         self.bounds = bounds
-        # Pattern sums of x_ij x_ik' cost S t^2 p^2 doubles; beyond the budget (many visits,
-        # many patterns and many fixed effects) keep the padded subject data instead and
-        # contract it pattern by pattern in each evaluation.
-        self.pattern_stats = S * t * t * p * p <= self.max_pattern_doubles
+        # Pattern sums of x_ij x_ik' cost S t^2 p^2 doubles and each evaluation reads them all;
+        # the padded subject data cost n t p and an evaluation about n t (t + p) per
+        # contraction. Keep the sums when they fit the budget and are not much larger than the
+        # data (few patterns: a visit schedule, monotone dropout); otherwise (many visits, each
+        # subject its own pattern, many fixed effects) contract the padded rows directly.
+        pattern_size = S * t * t * p * p
+        self.pattern_stats = pattern_size <= self.max_pattern_doubles and (
+            pattern_size <= self.small_pattern_doubles
+            or pattern_size <= self.pattern_over_rows * n * t * (t + p))
         if self.pattern_stats:
             self.Txx, self.Txy, Tyy = self._pattern_sums(X, y, row_of, rw)
         else:
@@ -817,6 +824,7 @@ class MMRMEngine:
             yf[sc, vc] = y[rows] * rw[sc]
             self.Xs = np.ascontiguousarray(Xf[order])
             self.ys = np.ascontiguousarray(yf[order])
+            self._row_pat = np.repeat(np.arange(S), np.diff(bounds))  # pattern of each Xs row
             del Xf, yf
             if not self.pattern_stats:
                 Tyy = np.empty((S, t, t))
@@ -980,10 +988,15 @@ class MMRMEngine:
         if self.pattern_stats:
             T = self.Txx if sel is None else self.Txx[pats]
             return (A.reshape(-1) @ T.reshape(-1, p * p)).reshape(p, p)
+        local = np.full(self.n_patterns, -1)
+        local[pats] = np.arange(len(pats))
         out = np.zeros((p, p))
-        for a, s in zip(A, pats, strict=True):
-            Xs = self.Xs[self.bounds[s] : self.bounds[s + 1]]
-            out += np.tensordot(Xs, a @ Xs, axes=([0, 1], [0, 1]))
+        for Xr, _, rp in self._row_blocks():
+            k = local[rp]
+            keep = k >= 0
+            if not keep.all():
+                Xr, k = Xr[keep], k[keep]
+            out += np.tensordot(Xr, A[k] @ Xr, axes=([0, 1], [0, 1]))
         return out
 
     def _xy(self, A):
@@ -991,9 +1004,9 @@ class MMRMEngine:
         if self.pattern_stats:
             return A.reshape(-1) @ self.Txy.reshape(-1, self.p)
         out = np.zeros(self.p)
-        for s in range(self.n_patterns):
-            b0, b1 = self.bounds[s], self.bounds[s + 1]
-            out += np.tensordot(self.Xs[b0:b1], self.ys[b0:b1] @ A[s].T, axes=([0, 1], [0, 1]))
+        for Xr, yr, rp in self._row_blocks():
+            Ay = np.einsum("njl,nl->nj", A[rp], yr)
+            out += np.tensordot(Xr, Ay, axes=([0, 1], [0, 1]))
         return out
 
     def _quad_xx(self, M):
@@ -1001,10 +1014,9 @@ class MMRMEngine:
         S, t = self.n_patterns, self.t
         if self.pattern_stats:
             return (self.Txx @ M.ravel()).reshape(S, t, t)
-        out = np.empty((S, t, t))
-        for s in range(S):
-            Xs = self.Xs[self.bounds[s] : self.bounds[s + 1]]
-            out[s] = np.tensordot(Xs @ M.T, Xs, axes=([0, 2], [0, 2]))
+        out = np.zeros((S, t, t))
+        for Xr, _, rp in self._row_blocks():
+            self._add_by_pattern(out, rp, (Xr @ M.T) @ np.transpose(Xr, (0, 2, 1)))
         return out
 
     def _xb_y(self, beta):
@@ -1012,11 +1024,26 @@ class MMRMEngine:
         S, t = self.n_patterns, self.t
         if self.pattern_stats:
             return (self.Txy @ beta).reshape(S, t, t)
-        out = np.empty((S, t, t))
-        for s in range(S):
-            b0, b1 = self.bounds[s], self.bounds[s + 1]
-            out[s] = (self.Xs[b0:b1] @ beta).T @ self.ys[b0:b1]
+        out = np.zeros((S, t, t))
+        for Xr, yr, rp in self._row_blocks():
+            self._add_by_pattern(out, rp, (Xr @ beta)[:, :, None] * yr[:, None, :])
         return out
+
+    def _row_blocks(self, budget: float = 2e6):
+        """The padded rows (sorted by pattern) in blocks of about ``budget`` doubles of work
+        arrays: (X rows, y rows, pattern of each row). Used when the pattern sums would not fit
+        in memory; each contraction is then batched over subjects, with no loop over patterns."""
+        n = self.Xs.shape[0]
+        size = max(1, int(budget // (self.t * (self.t + self.p))))
+        for lo in range(0, n, size):
+            hi = min(n, lo + size)
+            yield self.Xs[lo:hi], self.ys[lo:hi], self._row_pat[lo:hi]
+
+    @staticmethod
+    def _add_by_pattern(out, rp, Q):
+        """out[s] += sum of the rows of Q whose pattern is s (rows sorted by pattern)."""
+        starts = np.flatnonzero(np.r_[True, rp[1:] != rp[:-1]])
+        out[rp[starts]] += np.add.reduceat(Q, starts, axis=0)
 
     def _residual_products(self, beta):
         """(S, t, t) sums of r_ij r_il with r = y - X beta."""
@@ -1120,7 +1147,7 @@ class MMRMEngine:
 
         With them X'V^-1 A V^-1 X = sum_ab A_ab Y[a, b] for any visit matrix A (one pass over the
         pattern sums instead of one per covariance parameter)."""
-        t, p, S = self.t, self.p, self.n_patterns
+        t, p = self.t, self.p
         Y = np.zeros((self.n_groups_cov, t, t, p, p))
         Yr = np.zeros((self.n_groups_cov, t, t, p)) if beta is not None else None
         if self.pattern_stats:
@@ -1145,16 +1172,20 @@ class MMRMEngine:
                         out = (tmp @ W[sel]).sum(0).reshape(t, p, t)  # [a, p, b]
                         Yr[g] += np.transpose(out, (0, 2, 1))
             return Y, Yr
-        for s in range(S):
-            g = self.pat_group[s]
-            Ws = W[s]
-            b0, b1 = self.bounds[s], self.bounds[s + 1]
-            Z = Ws @ self.Xs[b0:b1]  # (n, t, p)
-            Y[g] += np.tensordot(Z, Z, axes=([0], [0])).transpose(0, 2, 1, 3)
+        for Xr, yr, rp in self._row_blocks():
+            Wr_ = W[rp]
+            Z = Wr_ @ Xr  # (n, t, p): W_s X_i per subject
+            rg = self.pat_group[rp]
             if beta is not None:
-                r = self.ys[b0:b1] - self.Xs[b0:b1] @ beta
-                Wr = r @ Ws
-                Yr[g] += np.tensordot(Z, Wr, axes=([0], [0])).transpose(0, 2, 1)
+                r = yr - Xr @ beta
+                Wres = np.einsum("nl,nlb->nb", r, Wr_)  # r_i' W_s
+            for g in np.unique(rg):
+                m = rg == g
+                Zg = Z if m.all() else Z[m]
+                Y[g] += np.tensordot(Zg, Zg, axes=([0], [0])).transpose(0, 2, 1, 3)
+                if beta is not None:
+                    Rg = Wres if m.all() else Wres[m]
+                    Yr[g] += np.tensordot(Zg, Rg, axes=([0], [0])).transpose(0, 2, 1)
         return Y, Yr
 
     def P_list(self, nat):
