@@ -347,3 +347,17 @@ def test_adam_package_with_adsl_as_sas7bdat_imports_as_the_xpt_package(tmp_path)
     # The SAS dates of ADSL were read as dates: RANDDT gives the randomisation day (before day 0).
     rand = result.cohort.subjects["randomization_day"]
     assert rand.notna().all() and (rand < 0).all()
+
+
+def test_two_files_for_one_dataset_are_refused_not_chosen_between(tmp_path):
+    """ADSL as both .xpt and .sas7bdat: which is current cannot be told, so the import stops
+    and names both files (it does not silently use one of them)."""
+    folder = tmp_path / "adam"
+    shutil.copytree(FIXTURE, folder)
+    shutil.copy(SAS / "adsl.sas7bdat", folder / "adsl.sas7bdat")
+    before = sorted(p.name for p in folder.iterdir())
+    result = import_adam(folder)
+    assert not result.ok
+    text = result.to_markdown()
+    assert "adsl.sas7bdat" in text and "adsl.xpt" in text and "keep exactly one" in text
+    assert sorted(p.name for p in folder.iterdir()) == before

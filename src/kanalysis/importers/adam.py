@@ -195,9 +195,12 @@ def import_adam(
                            f"required dataset missing: no {ds}.xpt or {ds}.sas7bdat in {folder}")
             continue
         if len(paths) > 1:
+            # Which copy is current cannot be told from the folder; picking one would be a
+            # silent choice (the same rule as a cohort folder with both .csv and .parquet).
             report.add(ds.upper(), None, None,
                        f"several files for {ds.upper()} ({', '.join(p.name for p in paths)}); "
-                       f"using {paths[0].name}", severity=WARNING)
+                       "keep exactly one of them in the folder")
+            continue
         try:
             df = read_sas_dataset(paths[0], encoding=encoding)
         except ConfigurationError as err:
