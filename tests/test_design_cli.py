@@ -78,3 +78,18 @@ def test_bad_scenarios_are_one_clear_line(tmp_path, capsys, content, extra, mess
     assert rc == 2
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o" / "replicates.parquet").exists()
+
+
+def test_design_refuses_unreadable_scenario_files_with_a_message(tmp_path, capsys):
+    """A folder, a non-UTF-8 file and a missing file: exit 2, a message naming the file, no
+    traceback."""
+    from kanalysis.cli import main
+
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe not text")
+    cases = {tmp_path: "is a folder", binary: "not UTF-8", tmp_path / "none.toml": "not found"}
+    for path, words in cases.items():
+        code = main(["design", "--scenario", str(path), "--n", "40", "--n-sim", "2",
+                     "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and "Traceback" not in err, (path, err)

@@ -58,14 +58,9 @@ def parse_n(text: str) -> list[int]:
 
 
 def _settings(path: Path) -> dict[str, Any]:
-    import tomllib
+    from kanalysis.design.scenario import read_scenario_file
 
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigurationError(f"scenario file {path} does not exist") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigurationError(f"scenario file {path} is not valid TOML: {err}") from err
+    data = read_scenario_file(path)
     table = data.get("analysis", {})
     unknown = sorted(set(table) - _ANALYSIS_KEYS)
     if unknown:

@@ -404,17 +404,29 @@ class Scenario:
         return SyntheticScenario(design, **overrides)
 
 
-def load_scenario(path: str | Path) -> Scenario | SyntheticScenario:
-    """Read a scenario from a TOML file (its ``[scenario]`` table, or the whole file)."""
+def read_scenario_file(path: str | Path) -> dict:
+    """The parsed TOML of a scenario file; a missing, special or non-UTF-8 file, a folder or
+    invalid TOML is a :class:`ConfigurationError` naming the file."""
     import tomllib
 
-    p = Path(path)
+    from kanalysis._paths import InputFileError, check_input_file
+
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigurationError(f"scenario file {p} does not exist") from err
+        p = check_input_file(path, what="scenario file")
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except InputFileError as err:
+        raise ConfigurationError(str(err)) from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"scenario file {str(path)!r} is not UTF-8 text (a TOML file "
+                                 "must be)") from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigurationError(f"scenario file {p} is not valid TOML: {err}") from err
+        raise ConfigurationError(f"scenario file {str(path)!r} is not valid TOML: {err}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario | SyntheticScenario:
+    """Read a scenario from a TOML file (its ``[scenario]`` table, or the whole file)."""
+    p = Path(path)
+    data = read_scenario_file(p)
     spec = data.get("scenario", data)
     if not isinstance(spec, Mapping):
         raise ConfigurationError(f"scenario file {p}: [scenario] must be a table")
