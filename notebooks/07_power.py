@@ -60,7 +60,7 @@ from pathlib import Path
 
 from IPython.display import display
 
-from kanalysis.design import load_scenario, power_mmrm, simulate_power
+from kanalysis.design import load_scenario, simulate_power
 from kanalysis.design.cli import parse_n
 from kanalysis.design.report import assumptions_table, power_table, type1_check
 from kanalysis.errors import ConfigurationError
@@ -93,19 +93,9 @@ display(scenario.assumptions())
 # dropout from the correlation and retention up to the landmark visit.
 
 # %%
-import numpy as np
-
 analytic = None
 if analysis == "mmrm" and getattr(scenario, "kind", "") == "normal":
-    j = scenario.visits.index(scenario.landmark)
-    arms = (scenario.arms[1], scenario.control)
-    cov = {a: scenario.covariance[a][: j + 1, : j + 1] for a in arms}
-    sd = {a: np.sqrt(np.diag(cov[a])) for a in arms}
-    analytic = power_mmrm(
-        delta=scenario.truth("mmrm"), sigma=tuple(sd[a][-1] for a in arms),
-        correlation=tuple(cov[a] / np.outer(sd[a], sd[a]) for a in arms),
-        retention=tuple(scenario.retention[a][: j + 1] for a in arms),
-        power=target_power, alpha=params.alpha, method="t")
+    analytic = scenario.analytic_mmrm(power=target_power, alpha=params.alpha)
     print(analytic.summary())
     report.record(analytic=analytic.key_numbers())
 else:

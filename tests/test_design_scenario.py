@@ -132,3 +132,23 @@ def test_synthetic_scenarios():
         design = kw.pop("design", "single")
         with pytest.raises(ConfigurationError, match=match):
             Scenario.from_synthetic(design, **kw)
+
+
+def test_analytic_mmrm_twin_with_complete_data_is_the_two_sample_formula():
+    """With no dropout only the landmark variance matters: the Lu-Luo-Chen total equals the
+    two-sample normal formula 2 (z_{1-a/2} + z_power)^2 (s_a^2 + s_b^2) / delta^2; visits after
+    the landmark do not change it."""
+    from scipy import stats
+
+    cov = np.array([[16.0, 8.0, 6.0], [8.0, 25.0, 12.0], [6.0, 12.0, 36.0]])
+    means = {"placebo": [0.0, -2.0, -3.0], "drug": [0.0, -5.0, -6.0]}
+    sc = Scenario(["w0", "w1", "w2"], means, covariance=cov, control="placebo", landmark="w1")
+    res = sc.analytic_mmrm(power=0.9, alpha=0.05, method="z")
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.9)
+    expected = 2 * z**2 * (25.0 + 25.0) / 3.0**2
+    assert res.key_numbers()["n_total"] == pytest.approx(expected, rel=1e-6)
+    cov2 = cov.copy()
+    cov2[2, 2], cov2[1, 2], cov2[2, 1] = 100.0, -3.0, -3.0
+    other = Scenario(["w0", "w1", "w2"], means, covariance=cov2, control="placebo",
+                     landmark="w1").analytic_mmrm(power=0.9, alpha=0.05, method="z")
+    assert other.key_numbers()["n_total"] == pytest.approx(res.key_numbers()["n_total"])

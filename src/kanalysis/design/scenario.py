@@ -313,6 +313,27 @@ class Scenario:
             return float(np.sum(t * (trt - ctl)) / np.sum(t * t))
         return float("nan")
 
+    def analytic_mmrm(self, *, power: float | None = None, n_total: float | None = None,
+                      alpha: float = 0.05, method: str = "t"):
+        """The closed-form twin of the MMRM landmark analysis of this scenario.
+
+        Lu, Luo & Chen (2008) through :func:`kanalysis.design.analytic.power_mmrm`, with each
+        arm's SD at the landmark, its visit correlation and retention up to the landmark (the
+        visits after it do not enter the landmark contrast). Give ``power`` for the total
+        sample size, or ``n_total`` for the power. The formula assumes MCAR dropout.
+        """
+        from kanalysis.design.analytic import power_mmrm
+
+        j = self.visits.index(self.landmark)
+        arms = (self.arms[1], self.control)
+        cov = {a: self.covariance[a][: j + 1, : j + 1] for a in arms}
+        sd = {a: np.sqrt(np.diag(cov[a])) for a in arms}
+        return power_mmrm(
+            delta=self.truth("mmrm"), sigma=tuple(sd[a][-1] for a in arms),
+            correlation=tuple(cov[a] / np.outer(sd[a], sd[a]) for a in arms),
+            retention=tuple(self.retention[a][: j + 1] for a in arms),
+            n_total=n_total, power=power, alpha=alpha, method=method)
+
     def assumptions(self) -> pd.DataFrame:
         """Every assumption with its value and source."""
         rows = []
